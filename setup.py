@@ -30,7 +30,9 @@ setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"],
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4",
+                 # Reference corruptions (tests only; brings opencv-python).
+                 "imagecorruptions==1.1.2"],
         # PyTorch is only a peer in the benchmarks; 2.13.0 is the CPU build available offline here.
         "bench": ["torch==2.13.0"],
     },

@@ -1,0 +1,184 @@
+"""Joint min-max training of the classifier against a blur adversary (`config.trainer="adversarial"`).
+
+At every step the adversary proposes one kernel per example, the kernels are made admissible under
+the SSIM budget (blend with the identity, `budget.admissible_alpha`), the classifier descends on
+its cross-entropy over the batch (a `clean_fraction` of it left clean) and the adversary ascends on
+the same loss. Both gradients come from ONE backward pass: the blurred images go through a
+gradient-reversal identity, so the classifier's gradient and the negated adversary gradient fall
+out together. The adversary also pays a fidelity term `(ssim(x, blur(x, k)) - (1 - budget))^2` on
+its raw kernels, which keeps its proposals near the budget boundary instead of leaning on the
+projection (which would otherwise flatten its gradient once every kernel is clipped).
+
+`config.adversary.kind` picks what proposes kernels:
+- "network": the learned `adversary.KernelAdversary` (amortized: one forward pass per step);
+- "pgd": a per-example PGD-K attack on the classifier (`attacks.attack`), K = `pgd_steps`;
+- "random": random admissible kernels of the families (blur augmentation at the budget).
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+from clu import metrics as clu_metrics
+import flax
+from jax import lax
+
+from blur_adv import adversary as adversary_lib
+from blur_adv import attacks
+from blur_adv import blur as blur_lib
+from blur_adv import budget as budget_lib
+from blur_adv import metrics as blur_metrics
+from blur_adv import models, optim
+from blur_adv.parallel import DATA_AXIS
+from blur_adv.trainers import (TRAINERS, TrainState, Trainer, classifier_eval_step,
+                               cross_entropy, sum_over_devices)
+
+KINDS = ("network", "pgd", "random")
+
+
+@flax.struct.dataclass
+class AdversarialMetrics(clu_metrics.Collection):
+  loss: clu_metrics.Average.from_output("loss")
+  accuracy: clu_metrics.Average.from_output("accuracy")
+  grad_norm: clu_metrics.Average.from_output("grad_norm")
+  adversarial_ssim: clu_metrics.Average.from_output("adversarial_ssim")
+  kernel_spread: clu_metrics.Average.from_output("kernel_spread")
+  alpha: clu_metrics.Average.from_output("alpha")
+  loss_gain: clu_metrics.Average.from_output("loss_gain")
+  fidelity: clu_metrics.Average.from_output("fidelity")
+
+
+@jax.custom_vjp
+def _reverse_gradient(x):
+  return x
+
+
+_reverse_gradient.defvjp(lambda x: (x, None), lambda _, g: (-g,))
+
+
+def _check_adversary_config(adv):
+  if adv.kind not in KINDS:
+    raise ValueError(f"config.adversary.kind must be one of {KINDS}, got {adv.kind!r}")
+  for family in adv.families:
+    if family not in attacks.FAMILIES:
+      raise ValueError(f"config.adversary.families: unknown family {family!r}; known: "
+                       f"{attacks.FAMILIES}")
+  if not 0.0 <= adv.clean_fraction < 1.0:
+    raise ValueError(f"config.adversary.clean_fraction must be in [0, 1), got {adv.clean_fraction}")
+  if adv.update_every < 1:
+    raise ValueError(f"config.adversary.update_every must be >= 1, got {adv.update_every}")
+
+
+def _propose_kernels(adv, adversary_model, adversary_params, classifier_logits, images, labels,
+                     budget, rng):
+  """Raw (not yet admissible) kernels `(B, k, k)` from the configured kind of adversary."""
+  batch = images.shape[0]
+  noise_rng, family_rng, attack_rng = jax.random.split(rng, 3)
+  if adv.kind == "network":
+    noise = jax.random.normal(noise_rng, (batch, adv.noise_dim))
+    kernels, _ = adversary_model.apply({"params": adversary_params}, images, noise)
+    return kernels
+  # One family per example, drawn uniformly, for the non-learned kinds.
+  choice = jax.random.randint(family_rng, (batch,), 0, len(adv.families))
+  candidates = []
+  for i, family in enumerate(adv.families):
+    key = jax.random.fold_in(attack_rng, i)
+    if adv.kind == "random":
+      candidates.append(attacks.random_kernels(key, family, batch, adv.kernel_size))
+    else:
+      result = attacks.attack(classifier_logits, images, labels, budget, key, family=family,
+                              size=adv.kernel_size, steps=adv.pgd_steps)
+      candidates.append(result.kernels)
+  stacked = jnp.stack(candidates, axis=1)
+  return lax.stop_gradient(jnp.take_along_axis(stacked, choice[:, None, None, None], axis=1)[:, 0])
+
+
+@TRAINERS.register("adversarial")
+def adversarial_trainer(config, num_classes: int, total_steps: int,
+                        steps_per_epoch: int) -> Trainer:
+  """Classifier + blur adversary trained jointly (see module docstring)."""
+  adv = config.adversary
+  _check_adversary_config(adv)
+  model = models.create_model(config.model, num_classes, bn_axis_name=DATA_AXIS,
+                              **config.model_kwargs)
+  tx = optim.create_optimizer(config, total_steps, steps_per_epoch)
+  adversary_model = adversary_lib.KernelAdversary(
+      kernel_size=adv.kernel_size, families=tuple(adv.families), features=adv.features)
+  adversary_tx = optax.adam(adv.learning_rate)
+
+  def init_state(rng, image_shape):
+    classifier_rng, adversary_rng = jax.random.split(rng)
+    dummy = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
+    variables = model.init(classifier_rng, dummy, train=False)
+    adversary_params = adversary_model.init(
+        adversary_rng, dummy, jnp.zeros((1, adv.noise_dim)))["params"]
+    return TrainState.create(
+        apply_fn=model.apply, params=variables["params"], tx=tx,
+        batch_stats=variables.get("batch_stats", {}),
+        extra={"adversary_params": adversary_params,
+               "adversary_opt_state": adversary_tx.init(adversary_params)})
+
+  def train_step(state: TrainState, batch, rng):
+    images, labels = batch["image"], batch["label"]
+    batch_size = images.shape[0]
+    adversarial = (jnp.arange(batch_size) >= round(adv.clean_fraction * batch_size))
+    warm = state.step >= adv.warmup_steps  # before that: clean training, adversary idle
+    use_blur = (adversarial & warm)[:, None, None, None]
+
+    def eval_logits(x):
+      return state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, x,
+                            train=False)
+
+    def losses(params, adversary_params):
+      raw = _propose_kernels(adv, adversary_model, adversary_params, eval_logits, images, labels,
+                             config.budget, rng)
+      blurred_raw = blur_lib.blur(images, raw)
+      alpha = budget_lib.admissible_alpha(images, blurred_raw, config.budget)
+      a = alpha[:, None, None, None]
+      blurred = _reverse_gradient(a * blurred_raw + (1.0 - a) * images)
+      inputs = jnp.where(use_blur, blurred, images)
+      logits, updates = state.apply_fn(
+          {"params": params, "batch_stats": state.batch_stats}, inputs, train=True,
+          mutable=["batch_stats"])
+      per_example = cross_entropy(logits, labels, config.label_smoothing)
+      raw_ssim = blur_metrics.ssim(images, blurred_raw)
+      fidelity = jnp.mean((raw_ssim - (1.0 - config.budget)) ** 2)
+      total = per_example.mean() + adv.fidelity_weight * fidelity
+      kernels = budget_lib.blend(raw, alpha)
+      aux = dict(per_example=per_example, logits=logits, batch_stats=updates["batch_stats"],
+                 kernels=kernels, alpha=alpha, fidelity=fidelity,
+                 ssim=blur_metrics.ssim(images, lax.stop_gradient(blurred)))
+      return total, aux
+
+    (grads, adversary_grads), aux = jax.grad(losses, argnums=(0, 1), has_aux=True)(
+        state.params, state.extra["adversary_params"])
+    grads = lax.pmean(grads, DATA_AXIS)
+    adversary_grads = lax.pmean(adversary_grads, DATA_AXIS)
+    new_state = state.apply_gradients(grads=grads, batch_stats=aux["batch_stats"])
+
+    updates, opt_state = adversary_tx.update(
+        adversary_grads, state.extra["adversary_opt_state"], state.extra["adversary_params"])
+    adversary_params = optax.apply_updates(state.extra["adversary_params"], updates)
+    learn = warm & (state.step % adv.update_every == 0) & (adv.kind == "network")
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(learn, n, o), new, old)
+    new_state = new_state.replace(extra={
+        "adversary_params": keep(adversary_params, state.extra["adversary_params"]),
+        "adversary_opt_state": keep(opt_state, state.extra["adversary_opt_state"])})
+
+    per_example = aux["per_example"]
+    attacked = use_blur[:, 0, 0, 0].astype(jnp.float32)
+    # Loss gain: mean loss on the blurred part of the batch minus that on its clean part.
+    gain = (jnp.sum(per_example * attacked) / jnp.maximum(attacked.sum(), 1.0)
+            - jnp.sum(per_example * (1 - attacked)) / jnp.maximum((1 - attacked).sum(), 1.0))
+    step_metrics = AdversarialMetrics.single_from_model_output(
+        loss=per_example,
+        accuracy=(jnp.argmax(aux["logits"], -1) == labels).astype(jnp.float32),
+        grad_norm=optax.global_norm(grads)[None],
+        adversarial_ssim=aux["ssim"],
+        kernel_spread=blur_metrics.kernel_spread(aux["kernels"]),
+        alpha=aux["alpha"],
+        loss_gain=gain[None],
+        fidelity=aux["fidelity"][None])
+    return new_state, sum_over_devices(step_metrics)
+
+  return Trainer(init_state=init_state, train_step=train_step, eval_step=classifier_eval_step,
+                 metrics_cls=AdversarialMetrics)

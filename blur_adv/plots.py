@@ -1,0 +1,90 @@
+"""PNG plots of an evaluation: corruption severity curves, accuracy vs SSIM budget, a gallery."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+
+def _save(figure, path):
+  figure.tight_layout()
+  figure.savefig(path, dpi=90)
+  plt.close(figure)
+  return path
+
+
+def corruption_severity(results, path):
+  """Accuracy against severity (0 = clean) for each corruption found in `results`."""
+  names = sorted({key.split("/")[1] for key in results
+                  if key.startswith("corruption/") and key.count("/") == 2
+                  and key.split("/")[2].isdigit()})
+  if not names:
+    return None
+  figure, axis = plt.subplots(figsize=(5, 3.6))
+  clean = results.get("corruption/clean_accuracy")
+  for name in names:
+    severities = sorted(int(k.split("/")[2]) for k in results
+                        if k.startswith(f"corruption/{name}/") and k.split("/")[2].isdigit())
+    values = [results[f"corruption/{name}/{s}"] for s in severities]
+    if clean is not None:
+      severities, values = [0] + severities, [clean] + values
+    axis.plot(severities, values, marker="o", label=name)
+  axis.set(xlabel="severity (0 = clean)", ylabel="accuracy", ylim=(0, 1))
+  axis.legend(fontsize=7)
+  return _save(figure, path)
+
+
+def accuracy_vs_budget(results, path):
+  """Worst-case accuracy per family and the minimal-flip curve against the SSIM budget."""
+  figure, axis = plt.subplots(figsize=(5, 3.6))
+  worst = {}
+  for key, value in results.items():
+    if key.startswith("worst_case/"):
+      _, budget, family = key.split("/")
+      worst.setdefault(family, []).append((float(budget), value))
+  for family, points in sorted(worst.items()):
+    points.sort()
+    axis.plot(*zip(*points), marker="o", label=f"worst case: {family}",
+              linewidth=2.5 if family == "all" else 1)
+  curve = sorted((float(k.split("/")[-1]), v) for k, v in results.items()
+                 if k.startswith("minimal_flip/accuracy_at/"))
+  if curve:
+    axis.plot(*zip(*curve), color="black", linestyle="--",
+              label=f"min over families (area {results.get('minimal_flip/curve_area', 0):.3f})")
+  if not worst and not curve:
+    plt.close(figure)
+    return None
+  axis.set(xlabel="SSIM budget (1 - SSIM allowed)", ylabel="accuracy", ylim=(0, 1), xscale="symlog",
+           xlim=(0, 1))
+  axis.set_xscale("symlog", linthresh=0.01)
+  axis.legend(fontsize=6)
+  return _save(figure, path)
+
+
+def kernel_gallery(adversarial_examples, path, count=8):
+  """Clean image, worst-case blurred image and kernel for the first `count` saved examples."""
+  clean = adversarial_examples["clean"][:count]
+  figure, axes = plt.subplots(3, len(clean), figsize=(1.6 * len(clean), 5.2), squeeze=False)
+  for i in range(len(clean)):
+    adversarial = adversarial_examples["adversarial"][i]
+    show = lambda image: image[..., 0] if image.shape[-1] == 1 else image
+    axes[0, i].imshow(show(clean[i]), cmap="gray", vmin=0, vmax=1)
+    axes[0, i].set_title(f"label {adversarial_examples['labels'][i]}", fontsize=7)
+    axes[1, i].imshow(show(adversarial), cmap="gray", vmin=0, vmax=1)
+    axes[1, i].set_title(f"pred {adversarial_examples['predictions'][i]} "
+                         f"SSIM {adversarial_examples['ssim'][i]:.2f}", fontsize=7)
+    axes[2, i].imshow(adversarial_examples["kernels"][i], cmap="magma")
+    axes[2, i].set_title(str(adversarial_examples["family"][i]), fontsize=7)
+  for axis in axes.ravel():
+    axis.axis("off")
+  return _save(figure, path)
+
+
+def write_all(results, adversarial_examples, workdir_prefix):
+  """Writes every plot the available results allow; returns the written paths."""
+  paths = [corruption_severity(results, f"{workdir_prefix}accuracy_vs_severity.png"),
+           accuracy_vs_budget(results, f"{workdir_prefix}accuracy_vs_budget.png")]
+  if adversarial_examples is not None:
+    paths.append(kernel_gallery(adversarial_examples, f"{workdir_prefix}kernel_gallery.png"))
+  return [p for p in paths if p]
