@@ -24,6 +24,7 @@ from jax import lax
 
 from blur_adv import adversary as adversary_lib
 from blur_adv import attacks
+from blur_adv import family_params
 from blur_adv import blur as blur_lib
 from blur_adv import budget as budget_lib
 from blur_adv import metrics as blur_metrics
@@ -59,9 +60,9 @@ def _check_adversary_config(adv):
   if adv.kind not in KINDS:
     raise ValueError(f"config.adversary.kind must be one of {KINDS}, got {adv.kind!r}")
   for family in adv.families:
-    if family not in attacks.FAMILIES:
+    if family not in family_params.FAMILIES:
       raise ValueError(f"config.adversary.families: unknown family {family!r}; known: "
-                       f"{attacks.FAMILIES}")
+                       f"{family_params.FAMILIES}")
   if not 0.0 <= adv.clean_fraction < 1.0:
     raise ValueError(f"config.adversary.clean_fraction must be in [0, 1), got {adv.clean_fraction}")
   if adv.update_every < 1:
@@ -83,7 +84,7 @@ def _propose_kernels(adv, adversary_model, adversary_params, classifier_logits, 
   for i, family in enumerate(adv.families):
     key = jax.random.fold_in(attack_rng, i)
     if adv.kind == "random":
-      candidates.append(attacks.random_kernels(key, family, batch, adv.kernel_size))
+      candidates.append(family_params.random_kernels(key, family, batch, adv.kernel_size))
     else:
       result = attacks.attack(classifier_logits, images, labels, budget, key, family=family,
                               size=adv.kernel_size, steps=adv.pgd_steps)

@@ -20,81 +20,15 @@ import optax
 
 from blur_adv import blur as blur_lib
 from blur_adv import budget as budget_lib
+from blur_adv import family_params
 from blur_adv import kernels as kernels_lib
 from blur_adv import metrics
 
-# Control points of a searched camera-shake path.
-PATH_POINTS = 4
-
-# Families the attacks search: the parametric ones in kernels.FAMILIES, then the camera-shake path
-# and the free-form kernel (a softmax over the window, the largest family of all).
-FAMILIES = tuple(name for name, (_, params) in kernels_lib.FAMILIES.items() if params) + tuple(
-    name for name in ("motion_path", "free_form") if name not in kernels_lib.FAMILIES)
+# The families the attacks search (their parametrization is family_params').
+FAMILIES = family_params.FAMILIES
 
 OPTIMIZERS = ("sign", "adam")
 LOSSES = ("ce", "margin")
-
-
-# ----------------------------------------------------------------------------- parametrization
-
-
-def _parameter(name, raw, size):
-  """Maps raw values of one named parameter onto its valid range for a `size` window."""
-  half = size // 2
-  upper = {
-      "sigma": max(half / 2.0, 0.5),  # +-2 sigma fits in the window
-      "sigma_u": max(half / 2.0, 0.5),
-      "sigma_v": max(half / 2.0, 0.5),
-      "radius": float(max(half, 1)),
-      "length": float(max(2 * half, 1)),
-      "width": float(size),
-  }
-  if name in upper:
-    return upper[name] * jax.nn.sigmoid(raw)
-  if name == "angle":
-    return np.pi * raw  # one raw unit = 180 degrees
-  raise ValueError(f"no attack parametrization for kernel parameter {name!r}")
-
-
-def raw_shape(family, size):
-  """Shape of one example's unconstrained variables."""
-  _check_family(family)
-  if family == "free_form":
-    return (size, size)
-  if family == "motion_path":
-    return (PATH_POINTS, 2)
-  return (len(kernels_lib.FAMILIES[family][1]),)
-
-
-def raw_to_kernels(family, raw, size):
-  """Unconstrained `(B,) + raw_shape` -> kernels `(B, size, size)`."""
-  _check_family(family)
-  if family == "free_form":
-    return kernels_lib.free_form(raw)
-  if family == "motion_path":
-    return kernels_lib.motion_path(size, (size // 2) * jnp.tanh(raw))
-  function, names = kernels_lib.FAMILIES[family]
-  return function(size, *(_parameter(name, raw[:, i], size) for i, name in enumerate(names)))
-
-
-def random_raw(key, family, batch, size):
-  """Random starting points: standard normal raw variables (spread over each range)."""
-  return jax.random.normal(key, (batch,) + raw_shape(family, size))
-
-
-def random_kernels(key, family, batch, size):
-  """Random kernels of a family, drawn like the attack's starting points."""
-  return raw_to_kernels(family, random_raw(key, family, batch, size), size)
-
-
-def _check_family(family):
-  if family not in FAMILIES:
-    raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-
-
-def _check_size(size):
-  if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 3 or size % 2 == 0:
-    raise ValueError(f"size must be an odd int >= 3, got {size!r}")
 
 
 # ----------------------------------------------------------------------------- losses
@@ -175,8 +109,8 @@ def attack(logits_fn, images, labels, budget, key, *, family, size=7, steps=10, 
 
   The best iterate over all steps and restarts is returned (a success beats a higher loss).
   """
-  _check_family(family)
-  _check_size(size)
+  family_params.check_family(family)
+  family_params.check_size(size)
   _check_count("steps", steps, 0)
   _check_count("restarts", restarts, 1)
   _check_count("bisection_steps", bisection_steps, 0)
@@ -205,7 +139,7 @@ def _attack(logits_fn, images, labels, budget, key, *, family, size, steps, rest
   transform = (optax.sign_sgd if optimizer == "sign" else optax.adam)(step_size)
 
   def objective(raw):
-    kernels = raw_to_kernels(family, raw, size)
+    kernels = family_params.raw_to_kernels(family, raw, size)
     blurred = blur_lib.blur(clean, kernels, padding=padding)
     alpha = budget_lib.admissible_alpha(clean, blurred, budget, bisection_steps, ssim_fn)
     a = alpha[:, None, None, None]  # already a constant (no gradient through alpha)
@@ -225,7 +159,7 @@ def _attack(logits_fn, images, labels, budget, key, *, family, size, steps, rest
     return optax.apply_updates(raw, updates), opt_state, best
 
   def restart(r, best):
-    raw = random_raw(jax.random.fold_in(key, r), family, batch, size)
+    raw = family_params.random_raw(jax.random.fold_in(key, r), family, batch, size)
     # steps + 1 evaluations: the last update is never evaluated, which costs one backward pass
     # but keeps a single traced step body.
     _, _, best = jax.lax.fori_loop(0, steps + 1, ascend, (raw, transform.init(raw), best))

@@ -1,101 +1,109 @@
-"""Unconstrained parametrizations of the kernel families, for optimizers.
+"""One unconstrained parametrization of every kernel family, shared by attacks, adversary and fit.
 
-Fitting, attacks and adversaries all search over a family's parameters by gradient steps. They do
-it on unconstrained vectors `raw (..., n)`; this module maps them to the family's valid parameters
-(softplus for sizes, identity for angles) and on to kernels, so every caller treats the families
-alike. `free_form` is included with its `size * size` logits as the parameters.
+Anything that searches a family by gradient steps works on unconstrained variables `raw` of shape
+`(B,) + raw_shape(family, size)`. They map onto bounded parameter ranges sized to the kernel window
+(so a kernel never outgrows it and a raw step has a fixed scale): sizes through a scaled sigmoid,
+angles linearly (one raw unit = 180 degrees), camera-shake points through a scaled tanh, and the
+free-form kernel is the softmax of its raw logits.
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blur_adv import kernels
+from blur_adv import kernels as kernels_lib
 
-# family -> ((parameter name, kind), ...) in the family function's argument order.
-PARAMETERS = {
-    "gaussian": (("sigma", "positive"),),
-    "anisotropic_gaussian": (("sigma_u", "positive"), ("sigma_v", "positive"), ("angle", "angle")),
-    "defocus": (("radius", "positive"),),
-    "motion": (("length", "positive"), ("angle", "angle")),
-    "box": (("width", "positive"),),
-}
-NAMES = tuple(PARAMETERS) + ("free_form",)
+# Control points of a searched camera-shake path.
+PATH_POINTS = 4
+
+# The parametric families of kernels.FAMILIES, then the camera-shake path and the free-form kernel
+# (a softmax over the window, the largest family of all).
+FAMILIES = tuple(kernels_lib.FAMILIES) + ("motion_path", "free_form")
 
 
-def _check_family(family):
-  if family not in NAMES:
-    raise ValueError(f"family must be one of {list(NAMES)}, got {family!r}")
+def check_family(family):
+  if family not in FAMILIES:
+    raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
 
 
-def num_parameters(family, size):
-  """Length of the raw vector (degrees of freedom of free-form: size^2 - 1)."""
-  _check_family(family)
-  return size * size if family == "free_form" else len(PARAMETERS[family])
+def check_size(size):
+  if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 3 or size % 2 == 0:
+    raise ValueError(f"size must be an odd int >= 3, got {size!r}")
+
+
+def upper_bound(name, size):
+  """Largest value of a size-like parameter in a `size` window."""
+  half = size // 2
+  return {
+      "sigma": max(half / 2.0, 0.5),  # +-2 sigma fits in the window
+      "sigma_u": max(half / 2.0, 0.5),
+      "sigma_v": max(half / 2.0, 0.5),
+      "radius": float(max(half, 1)),
+      "length": float(max(2 * half, 1)),
+      "width": float(size),
+  }[name]
+
+
+def _parameter(name, raw, size):
+  if name == "angle":
+    return np.pi * raw
+  return upper_bound(name, size) * jax.nn.sigmoid(raw)
+
+
+def raw_shape(family, size):
+  """Shape of one example's unconstrained variables."""
+  check_family(family)
+  if family == "free_form":
+    return (size, size)
+  if family == "motion_path":
+    return (PATH_POINTS, 2)
+  return (len(kernels_lib.FAMILIES[family][1]),)
 
 
 def degrees_of_freedom(family, size):
-  """Free parameters of the kernel, for information criteria (softmax loses one)."""
-  return num_parameters(family, size) - (family == "free_form")
+  """Free parameters of a kernel, for information criteria (a softmax loses one)."""
+  return int(np.prod(raw_shape(family, size))) - (family == "free_form")
 
 
-def to_params(family, raw):
-  """Raw `(..., n)` -> tuple of `(...)` valid parameters (free-form: the logits themselves)."""
-  _check_family(family)
+def to_params(family, raw, size):
+  """Raw `(B,) + raw_shape` -> {parameter name: values} (path points, or free-form logits)."""
+  check_family(family)
   if family == "free_form":
-    return (raw,)
-  return tuple(jax.nn.softplus(raw[..., i]) if kind == "positive" else raw[..., i]
-               for i, (_, kind) in enumerate(PARAMETERS[family]))
+    return {"logits": raw}
+  if family == "motion_path":
+    return {"points": (size // 2) * jnp.tanh(raw)}
+  names = kernels_lib.FAMILIES[family][1]
+  return {name: _parameter(name, raw[..., i], size) for i, name in enumerate(names)}
 
 
-def to_raw(family, params):
-  """Inverse of `to_params` for concrete parametric values (e.g. initial guesses)."""
-  _check_family(family)
+def raw_to_kernels(family, raw, size):
+  """Raw `(B,) + raw_shape` -> kernels `(B, size, size)`."""
+  params = to_params(family, raw, size)
   if family == "free_form":
-    return jnp.asarray(params[0], jnp.float32)
-  columns = []
-  for value, (_, kind) in zip(params, PARAMETERS[family]):
-    value = np.asarray(value, np.float64)
-    # softplus^-1(v) = log(expm1(v)), written to stay finite for large v.
-    columns.append(value + np.log(-np.expm1(-value)) if kind == "positive" else value)
-  return jnp.asarray(np.stack(np.broadcast_arrays(*columns), axis=-1), jnp.float32)
+    return kernels_lib.free_form(params["logits"])
+  if family == "motion_path":
+    return kernels_lib.motion_path(size, params["points"])
+  return kernels_lib.FAMILIES[family][0](size, *params.values())
 
 
-def to_kernels(family, size, raw):
-  """Raw `(..., n)` -> kernels `(..., size, size)`."""
-  params = to_params(family, raw)
-  if family == "free_form":
-    return kernels.free_form(params[0].reshape(params[0].shape[:-1] + (size, size)))
-  return kernels.FAMILIES[family][0](size, *params)
+def random_raw(key, family, batch, size):
+  """Random starting points: standard normal raw variables (spread over each range)."""
+  return jax.random.normal(key, (batch,) + raw_shape(family, size))
 
 
-def initial_raw(family, size, count):
-  """`count` spread-out starting points `(count, n)` covering mild to strong blur at this size."""
-  _check_family(family)
-  if family == "free_form":
-    return jnp.zeros((count, size * size), jnp.float32)  # the uniform (box) kernel
-  fraction = (np.arange(count) + 0.5) / count
-  scale = size / 2.0  # the largest blur the window can hold
-  params = []
-  for i, (_, kind) in enumerate(PARAMETERS[family]):
-    # Different parameters cycle at different rates so restarts cover their combinations.
-    cycled = np.roll(fraction, i * max(1, count // 3))
-    if kind == "positive":
-      params.append(0.6 + cycled * scale)
-    else:
-      params.append(cycled * np.pi)
-  return to_raw(family, params)
+def random_kernels(key, family, batch, size):
+  """Random kernels of a family, drawn like the attacks' starting points."""
+  return raw_to_kernels(family, random_raw(key, family, batch, size), size)
 
 
 def canonical(family, params):
-  """One representative of parameters that give the same kernel, as a name -> values dict.
+  """One representative of parameters that give the same kernel (numpy values).
 
   Angles of these families are defined modulo pi (a line or an ellipse turned half-way round is
   the same kernel), and an ellipse with sigma_u < sigma_v is the one with the sigmas swapped and
   the angle turned by pi / 2; the representative has angle in [0, pi) and sigma_u >= sigma_v.
   """
-  _check_family(family)
-  values = dict(zip((name for name, _ in PARAMETERS[family]), map(np.asarray, params)))
+  values = {name: np.asarray(v) for name, v in params.items()}
   if family == "anisotropic_gaussian":
     swap = values["sigma_u"] < values["sigma_v"]
     values["sigma_u"], values["sigma_v"] = (np.where(swap, values["sigma_v"], values["sigma_u"]),

@@ -24,6 +24,7 @@ import optax
 
 from blur_adv import blur as blur_lib
 from blur_adv import family_params
+from blur_adv import kernels
 
 # Variance of uniform rounding to 1/255 steps: the floor for a meaningful residual.
 QUANTIZATION_MSE = (1.0 / 255.0) ** 2 / 12.0
@@ -32,7 +33,7 @@ QUANTIZATION_MSE = (1.0 / 255.0) ** 2 / 12.0
 @dataclasses.dataclass(frozen=True)
 class FamilyFit:
   family: str
-  # parameter name -> (N,) fitted values in canonical form (free-form: "logits" (N, size, size))
+  # parameter name -> (N,) fitted values in canonical form (path: "points", free-form: "logits")
   params: dict
   kernels: np.ndarray  # (N, size, size)
   mse: np.ndarray  # (N,) interior mean squared residual
@@ -55,14 +56,14 @@ def _residual_mse(sharp, blurred, kernels):
 def _fit_raw(sharp, blurred, family, size, steps, restarts, learning_rate):
   """Best raw parameters `(N, n)` and their residuals over `restarts` starts per pair."""
   count = sharp.shape[0]
-  start = family_params.initial_raw(family, size, restarts)  # (R, n)
-  raw = jnp.broadcast_to(start[:, None], (restarts, count, start.shape[-1]))
+  start = initial_raw(family, size, restarts)  # (R,) + raw shape
+  raw = jnp.broadcast_to(start[:, None], (restarts, count) + start.shape[1:])
   tiled_sharp = jnp.tile(sharp, (restarts, 1, 1, 1))
   tiled_blurred = jnp.tile(blurred, (restarts, 1, 1, 1))
 
   def residuals(raw):
-    flat = raw.reshape(restarts * count, -1)
-    kernels = family_params.to_kernels(family, size, flat)
+    flat = raw.reshape((restarts * count,) + raw.shape[2:])
+    kernels = family_params.raw_to_kernels(family, flat, size)
     return _residual_mse(tiled_sharp, tiled_blurred, kernels).reshape(restarts, count)
 
   optimizer = optax.adam(learning_rate)
@@ -77,9 +78,25 @@ def _fit_raw(sharp, blurred, family, size, steps, restarts, learning_rate):
   (raw, _), _ = jax.lax.scan(step, (raw, optimizer.init(raw)), None, length=steps)
   final = residuals(raw)
   best = jnp.argmin(final, axis=0)
-  pick = lambda a: jnp.take_along_axis(a, best[None, :, None] if a.ndim == 3 else best[None],
-                                       axis=0)[0]
+  pick = lambda a: jnp.take_along_axis(a, best.reshape((1, -1) + (1,) * (a.ndim - 2)), axis=0)[0]
   return pick(raw), pick(final)
+
+
+def initial_raw(family, size, count):
+  """`count` deterministic, spread-out starting points `(count,) + raw shape` of a family."""
+  shape = family_params.raw_shape(family, size)
+  if family == "free_form":
+    return jnp.zeros((count,) + shape)  # the box kernel: the fit is convex from anywhere
+  if family == "motion_path":
+    return 0.5 * jax.random.normal(jax.random.PRNGKey(0), (count,) + shape)
+  fraction = (np.arange(count) + 0.5) / count
+  columns = []
+  for i, name in enumerate(kernels.FAMILIES[family][1]):
+    # Parameters cycle at different rates so that restarts cover their combinations.
+    cycled = np.roll(fraction, i * max(1, count // 3))
+    # Angles: raw 1 is 180 degrees; sizes: sigmoid(+-2) spans 12% to 88% of the range.
+    columns.append(cycled if name == "angle" else 4.0 * cycled - 2.0)
+  return jnp.asarray(np.stack(columns, axis=-1), jnp.float32)
 
 
 def _check_pairs(sharp, blurred, size):
@@ -94,16 +111,13 @@ def fit_family(sharp, blurred, family, size, steps=300, restarts=6, learning_rat
   """Fits one family to every pair; returns a `FamilyFit`."""
   sharp = jnp.asarray(sharp, jnp.float32)
   blurred = jnp.asarray(blurred, jnp.float32)
+  family_params.check_family(family)
   _check_pairs(sharp, blurred, size)
   if family == "free_form":
     restarts, learning_rate = 1, max(learning_rate, 0.1)  # convex in the kernel: one start
   raw, mse = _fit_raw(sharp, blurred, family, size, steps, restarts, learning_rate)
-  kernels = np.asarray(family_params.to_kernels(family, size, raw))
-  values = family_params.to_params(family, raw)
-  if family == "free_form":
-    params = {"logits": np.asarray(values[0]).reshape(-1, size, size)}
-  else:
-    params = family_params.canonical(family, values)
+  kernels = np.asarray(family_params.raw_to_kernels(family, raw, size))
+  params = family_params.canonical(family, family_params.to_params(family, raw, size))
   mse = np.asarray(mse, np.float64)
   n = np.prod(_interior(sharp, size).shape[1:])
   dof = family_params.degrees_of_freedom(family, size)
@@ -113,7 +127,7 @@ def fit_family(sharp, blurred, family, size, steps=300, restarts=6, learning_rat
                    aic=float(np.sum(log_likelihood_term + 2 * dof)))
 
 
-def rank_families(sharp, blurred, size, families=family_params.NAMES, **fit_kwargs):
+def rank_families(sharp, blurred, size, families=family_params.FAMILIES, **fit_kwargs):
   """Fits every family and returns the fits sorted by BIC, best first."""
   fits = [fit_family(sharp, blurred, family, size, **fit_kwargs) for family in families]
   return sorted(fits, key=lambda fit: fit.bic)
@@ -124,7 +138,7 @@ def format_ranking(fits):
   lines = ["| rank | family | mean MSE | BIC | AIC | parameters (pair 0) |",
            "|---|---|---|---|---|---|"]
   for rank, fit in enumerate(fits, 1):
-    shown = ", ".join(f"{k}={float(v[0]):.3f}" for k, v in fit.params.items() if k != "logits")
+    shown = ", ".join(f"{k}={float(v[0]):.3f}" for k, v in fit.params.items() if v.ndim == 1)
     lines.append(f"| {rank} | {fit.family} | {fit.mse.mean():.3g} | {fit.bic:.1f} | "
                  f"{fit.aic:.1f} | {shown or '-'} |")
   return "\n".join(lines)
@@ -162,7 +176,7 @@ _SHARP = flags.DEFINE_string("sharp", None, "Sharp image file or folder.")
 _BLURRED = flags.DEFINE_string("blurred", None, "Blurred image file or folder (same names/order).")
 _SIZE = flags.DEFINE_integer("size", 15, "Odd kernel size to fit.")
 _STEPS = flags.DEFINE_integer("steps", 300, "Adam steps per family.")
-_FAMILIES = flags.DEFINE_list("families", list(family_params.NAMES), "Families to fit.")
+_FAMILIES = flags.DEFINE_list("families", list(family_params.FAMILIES), "Families to fit.")
 _OUT = flags.DEFINE_string("out", "fit.png", "Picture of the fitted kernels (pair 0).")
 
 

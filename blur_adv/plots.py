@@ -1,5 +1,7 @@
 """PNG plots of an evaluation: corruption severity curves, accuracy vs SSIM budget, a gallery."""
 
+import os
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -15,20 +17,18 @@ def _save(figure, path):
 
 
 def corruption_severity(results, path):
-  """Accuracy against severity (0 = clean) for each corruption found in `results`."""
-  names = sorted({key.split("/")[1] for key in results
-                  if key.startswith("corruption/") and key.count("/") == 2
-                  and key.split("/")[2].isdigit()})
+  """Accuracy against severity (0 = clean) per corruption, from eval.json's "corruptions"."""
+  found = results.get("corruptions", {})
+  names = sorted({key.split("/")[0] for key in found if key.split("/")[-1].isdigit()})
   if not names:
     return None
   figure, axis = plt.subplots(figsize=(5, 3.6))
-  clean = results.get("corruption/clean_accuracy")
   for name in names:
-    severities = sorted(int(k.split("/")[2]) for k in results
-                        if k.startswith(f"corruption/{name}/") and k.split("/")[2].isdigit())
-    values = [results[f"corruption/{name}/{s}"] for s in severities]
-    if clean is not None:
-      severities, values = [0] + severities, [clean] + values
+    severities = sorted(int(k.split("/")[1]) for k in found
+                        if k.startswith(f"{name}/") and k.split("/")[1].isdigit())
+    values = [found[f"{name}/{s}"] for s in severities]
+    if "clean_accuracy" in found:
+      severities, values = [0] + severities, [found["clean_accuracy"]] + values
     axis.plot(severities, values, marker="o", label=name)
   axis.set(xlabel="severity (0 = clean)", ylabel="accuracy", ylim=(0, 1))
   axis.legend(fontsize=7)
@@ -37,27 +37,25 @@ def corruption_severity(results, path):
 
 def accuracy_vs_budget(results, path):
   """Worst-case accuracy per family and the minimal-flip curve against the SSIM budget."""
-  figure, axis = plt.subplots(figsize=(5, 3.6))
   worst = {}
-  for key, value in results.items():
-    if key.startswith("worst_case/"):
-      _, budget, family = key.split("/")
-      worst.setdefault(family, []).append((float(budget), value))
+  for key, value in results.get("worst_case", {}).items():
+    budget, family = key.split("/")
+    worst.setdefault(family, []).append((float(budget), value))
+  flips = results.get("minimal_flip", {})
+  curve = sorted((float(k.split("/")[-1]), v) for k, v in flips.items()
+                 if k.startswith("accuracy_at/"))
+  if not worst and not curve:
+    return None
+  figure, axis = plt.subplots(figsize=(5, 3.6))
   for family, points in sorted(worst.items()):
     points.sort()
     axis.plot(*zip(*points), marker="o", label=f"worst case: {family}",
               linewidth=2.5 if family == "all" else 1)
-  curve = sorted((float(k.split("/")[-1]), v) for k, v in results.items()
-                 if k.startswith("minimal_flip/accuracy_at/"))
   if curve:
     axis.plot(*zip(*curve), color="black", linestyle="--",
-              label=f"min over families (area {results.get('minimal_flip/curve_area', 0):.3f})")
-  if not worst and not curve:
-    plt.close(figure)
-    return None
-  axis.set(xlabel="SSIM budget (1 - SSIM allowed)", ylabel="accuracy", ylim=(0, 1), xscale="symlog",
-           xlim=(0, 1))
+              label=f"minimal flip, all families (area {flips.get('curve_area', 0):.3f})")
   axis.set_xscale("symlog", linthresh=0.01)
+  axis.set(xlabel="SSIM budget (1 - SSIM allowed)", ylabel="accuracy", ylim=(0, 1), xlim=(0, 1))
   axis.legend(fontsize=6)
   return _save(figure, path)
 
@@ -81,10 +79,11 @@ def kernel_gallery(adversarial_examples, path, count=8):
   return _save(figure, path)
 
 
-def write_all(results, adversarial_examples, workdir_prefix):
-  """Writes every plot the available results allow; returns the written paths."""
-  paths = [corruption_severity(results, f"{workdir_prefix}accuracy_vs_severity.png"),
-           accuracy_vs_budget(results, f"{workdir_prefix}accuracy_vs_budget.png")]
+def write_all(results, adversarial_examples, directory):
+  """Writes every plot that eval.json's results allow into `directory`; returns the paths."""
+  join = lambda name: os.path.join(directory, name)
+  paths = [corruption_severity(results, join("accuracy_vs_severity.png")),
+           accuracy_vs_budget(results, join("accuracy_vs_budget.png"))]
   if adversarial_examples is not None:
-    paths.append(kernel_gallery(adversarial_examples, f"{workdir_prefix}kernel_gallery.png"))
+    paths.append(kernel_gallery(adversarial_examples, join("kernel_gallery.png")))
   return [p for p in paths if p]

@@ -1,7 +1,8 @@
 """Robustness evaluators (registered by name next to `clean`) and the pictures they feed.
 
 - "corruptions": accuracy under the CIFAR-10-C / ImageNet-C blur corruptions at severities 1-5,
-  and CE / mCE / relative mCE against a baseline model's eval.json (`robustness.baseline_eval`),
+  and CE / mCE / relative mCE against a baseline model's eval.json (`robustness.baseline_eval`, the path of its
+  eval.json),
   or AlexNet's published errors for the ImageNet tables.
 - "worst_case": accuracy under the per-example worst admissible kernel of each family at every
   SSIM budget in `robustness.budgets`, and over all families at once.
@@ -76,14 +77,14 @@ def corruption_accuracy(experiment, state, eval_step):
       predictions = _batched_predictions(logits_fn, np.concatenate(corrupted),
                                          experiment.config.eval_batch_size)
       accuracy = float(np.mean(predictions == labels))
-      out[f"corruption/{name}/{severity}"] = accuracy
+      out[f"{name}/{severity}"] = accuracy
       per_severity.append(1.0 - accuracy)
     errors[name] = per_severity
-    out[f"corruption/{name}/mean"] = 1.0 - float(np.mean(per_severity))
-  out["corruption/mean_accuracy"] = float(np.mean([out[f"corruption/{n}/mean"] for n in errors]))
+    out[f"{name}/mean"] = 1.0 - float(np.mean(per_severity))
+  out["mean_accuracy"] = float(np.mean([out[f"{n}/mean"] for n in errors]))
   clean_error = 1.0 - float(np.mean(_batched_predictions(
       logits_fn, images, experiment.config.eval_batch_size) == labels))
-  out["corruption/clean_accuracy"] = 1.0 - clean_error
+  out["clean_accuracy"] = 1.0 - clean_error
   out.update(_corruption_errors(errors, clean_error, rob.baseline_eval, table))
   return out
 
@@ -92,18 +93,17 @@ def _corruption_errors(errors, clean_error, baseline_eval, table):
   """CE and mCE entries: against a baseline eval.json, or AlexNet for the ImageNet tables."""
   if baseline_eval:
     with open(baseline_eval) as f:
-      base = json.load(f)
-    baseline = {name: [1.0 - base[f"corruption/{name}/{s}"] for s in SEVERITIES]
-                for name in errors}
-    baseline_clean = 1.0 - base["corruption/clean_accuracy"]
+      base = json.load(f)["corruptions"]
+    baseline = {name: [1.0 - base[f"{name}/{s}"] for s in SEVERITIES] for name in errors}
+    baseline_clean = 1.0 - base["clean_accuracy"]
   elif table == "imagenet":
     baseline, baseline_clean = None, None  # the corruptions module's AlexNet defaults
   else:
     return {}
-  out = {f"corruption/{name}/ce": corruptions.corruption_error(
+  out = {f"{name}/ce": corruptions.corruption_error(
       e, (baseline or corruptions.ALEXNET_ERRORS)[name]) for name, e in errors.items()}
-  out["corruption/mce"] = corruptions.mean_corruption_error(errors, baseline)
-  out["corruption/relative_mce"] = corruptions.relative_mean_corruption_error(
+  out["mce"] = corruptions.mean_corruption_error(errors, baseline)
+  out["relative_mce"] = corruptions.relative_mean_corruption_error(
       errors, clean_error, baseline, baseline_clean)
   return out
 
@@ -120,7 +120,7 @@ def worst_case(experiment, state, eval_step):
   for budget in rob.budgets:
     accuracy = attacks.worst_case_accuracy(logits_fn, images, labels, budget, key,
                                            families=tuple(rob.families), **_attack_kwargs(rob))
-    out.update({f"worst_case/{budget:g}/{family}": value for family, value in accuracy.items()})
+    out.update({f"{budget:g}/{family}": value for family, value in accuracy.items()})
   return out
 
 
@@ -147,11 +147,9 @@ def minimal_flip(experiment, state, eval_step):
   accuracies, area = attacks.accuracy_vs_budget(overall, CURVE_BUDGETS)
   # Never-flipped examples sit at +inf, so quantiles may be inf: that is the honest answer.
   q1, median, q3 = np.quantile(overall, [0.25, 0.5, 0.75])
-  out = {"minimal_flip/q1": float(q1), "minimal_flip/median": float(median),
-         "minimal_flip/q3": float(q3),
-         "minimal_flip/never_flipped": float(np.mean(np.isinf(overall))),
-         "minimal_flip/curve_area": area}
-  out.update({f"minimal_flip/accuracy_at/{b:g}": float(a)
+  out = {"q1": float(q1), "median": float(median), "q3": float(q3),
+         "never_flipped": float(np.mean(np.isinf(overall))), "curve_area": area}
+  out.update({f"accuracy_at/{b:g}": float(a)
               for b, a in zip(CURVE_BUDGETS, accuracies)})
   return out
 
