@@ -4,13 +4,20 @@
 it equals `scipy.ndimage.convolve` with the matching boundary mode. Kernels are shared by the whole
 batch (`(k, k)`) or given one per example (`(B, k, k)`); every channel uses the same kernel.
 
-Several strategies compute the same result; `method="auto"` picks one from the shapes, and a user
-can force any strategy by name (e.g. to compare them, or on hardware where another is faster).
+Kernels of a separable family (Gaussian, box, axis-aligned anisotropic Gaussian) can be passed as
+`Separable(column, row)` 1-D factors (see `kernels.gaussian_factors` and friends, or use
+`blur_separable`), which is much cheaper.
+
+Several strategies compute the same result (see `blur_strategies`); `method="auto"` picks one from
+the shapes, and a user can force any strategy by name (e.g. to compare them, or on a GPU/TPU where
+"direct" may be faster); every strategy accepts dense and `Separable` kernels.
 """
 
-import jax
 import jax.numpy as jnp
-from jax import lax
+import numpy as np
+
+from blur_adv import blur_strategies as strategies
+from blur_adv.blur_strategies import Separable
 
 # numpy.pad's names for the boundary modes, and scipy.ndimage's name for each (for users and tests).
 PADDING_TO_SCIPY_MODE = {
@@ -48,52 +55,47 @@ def _pad(images, half, padding):
   return jnp.pad(images, ((0, 0), (half, half), (half, half), (0, 0)), mode=padding)
 
 
-def _direct(padded, kernels):
-  """Grouped `lax` convolution of the padded images: one group per (example, channel)."""
-  batch, _, _, channels = padded.shape
-  size = kernels.shape[-1]
-  flipped = kernels[..., ::-1, ::-1]
-  if kernels.ndim == 2:
-    rhs = jnp.broadcast_to(flipped[:, :, None, None], (size, size, 1, channels))
-    return lax.conv_general_dilated(
-        padded, rhs, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=channels)
-  # Fold the batch into channels so each example's channels see that example's kernel.
-  stacked = jnp.transpose(padded, (1, 2, 0, 3)).reshape(1, *padded.shape[1:3], batch * channels)
-  rhs = jnp.repeat(jnp.transpose(flipped, (1, 2, 0)), channels, axis=-1)[:, :, None, :]
-  out = lax.conv_general_dilated(
-      stacked, rhs, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
-      feature_group_count=batch * channels)
-  return jnp.transpose(out[0].reshape(*out.shape[1:3], batch, channels), (2, 0, 1, 3))
-
-
-def _fft(padded, kernels):
-  """Circular FFT convolution of the padded images; the crop keeps only wrap-free outputs."""
-  _, height_p, width_p, _ = padded.shape
-  size = kernels.shape[-1]
-  half = size // 2
-  if kernels.ndim == 2:
-    kernels = kernels[None]
-  # Place the kernel centre at the origin so the output is aligned with the input.
-  placed = jnp.zeros(kernels.shape[:1] + (height_p, width_p), padded.dtype)
-  placed = placed.at[:, :size, :size].set(kernels)
-  placed = jnp.roll(placed, (-half, -half), axis=(1, 2))
-  image_f = jnp.fft.rfft2(padded, axes=(1, 2))
-  kernel_f = jnp.fft.rfft2(placed, axes=(1, 2))[..., None]
-  out = jnp.fft.irfft2(image_f * kernel_f, s=(height_p, width_p), axes=(1, 2))
-  return out[:, half:height_p - half, half:width_p - half, :]
-
-
+# Every strategy computes the same convolution (see blur_strategies); tests force each by name.
 STRATEGIES = {
-    "direct": _direct,
-    "fft": _fft,
+    "direct": strategies.direct,
+    "fft": strategies.fft,
+    "shift": strategies.shift,
+    "separable": strategies.separable,
 }
 
 
-def choose_method(image_shape, kernel_shape):
-  """The strategy `method="auto"` uses for these shapes."""
+# The `auto` rule, measured on 2 CPU cores (per-example kernels, B=256 32x32x3 at k = 5..11 and
+# 31, B=32 224x224x3 at k = 15, 31; interleaved timings, 2026-11-27, benchmarks/blur_bench.py):
+#   * separable kernels (given as `Separable` factors): two 1-D passes, 2k taps per pixel, beat
+#     every dense method at every k;
+#   * dense k <= 7: k*k shifted multiply-adds in one fused loop beat the FFT's fixed cost (at k = 9
+#     they tie);
+#   * dense k >= 9: FFTs, whose cost hardly grows with k.
+# Under differentiation "shift" and "separable" switch to FFTs for the value and the kernel
+# gradient (see blur_strategies.fft_when_differentiated), so the rule only trades forward speed.
+# The image size does not enter: in the measured range the per-pixel costs barely depend on it.
+SHIFT_MAX_SIZE = 7
+
+
+def choose_method(image_shape, kernel_shape, separable=False):
+  """The strategy `method="auto"` uses for these shapes (see the rule above)."""
   del image_shape
-  return "fft" if kernel_shape[-1] > 7 else "direct"
+  if separable:
+    return "separable"
+  return "shift" if kernel_shape[-1] <= SHIFT_MAX_SIZE else "fft"
+
+
+def _validate_factors(images, kernels, padding):
+  """Checks a `Separable` kernel; returns it with both factors `(k,)`, or both `(B, k)`."""
+  column, row = (jnp.asarray(factor) for factor in kernels)
+  if column.ndim not in (1, 2) or row.ndim not in (1, 2) or column.shape[-1] != row.shape[-1]:
+    raise ValueError(f"Separable factors must have shapes (k,) or (B, k) with the same k, "
+                     f"got column {column.shape} and row {row.shape}")
+  batch = jnp.broadcast_shapes(column.shape[:-1], row.shape[:-1])
+  size = column.shape[-1]
+  # A zero-memory dense stand-in reuses the dense checks and their messages.
+  _validate(images, np.broadcast_to(np.float32(0), batch + (size, size)), padding)
+  return Separable(*(jnp.broadcast_to(f, batch + (size,)) for f in (column, row)))
 
 
 def blur(images, kernels, padding="reflect", method="auto"):
@@ -101,7 +103,9 @@ def blur(images, kernels, padding="reflect", method="auto"):
 
   Args:
     images: `(B, H, W, C)` floating point.
-    kernels: `(k, k)` shared by the batch, or `(B, k, k)` one per example; k odd.
+    kernels: `(k, k)` shared by the batch, or `(B, k, k)` one per example; k odd. Or a
+      `Separable(column, row)` of 1-D factors, each `(k,)` or `(B, k)` (e.g. from
+      `kernels.gaussian_factors`), which lets `auto` use the much cheaper separable strategy.
     padding: boundary mode by numpy.pad's name: reflect, symmetric, edge, constant (zeros), wrap.
     method: "auto" or a name from `STRATEGIES`.
 
@@ -109,14 +113,34 @@ def blur(images, kernels, padding="reflect", method="auto"):
     Blurred images with the input's shape and dtype.
   """
   images = jnp.asarray(images)
-  kernels = jnp.asarray(kernels)
-  _validate(images, kernels, padding)
+  if isinstance(kernels, Separable):
+    kernels = _validate_factors(images, kernels, padding)
+  else:
+    kernels = jnp.asarray(kernels)
+    _validate(images, kernels, padding)
   if method == "auto":
-    method = choose_method(images.shape, kernels.shape)
+    method = choose_method(images.shape, _kernel_shape(kernels), isinstance(kernels, Separable))
   if method not in STRATEGIES:
     raise ValueError(f"method must be 'auto' or one of {sorted(STRATEGIES)}, got {method!r}")
-  if kernels.ndim == 3 and kernels.shape[0] == 1:
-    kernels = kernels[0]
-  kernels = kernels.astype(images.dtype)
-  padded = _pad(images, kernels.shape[-1] // 2, padding)
+  dtype = strategies.compute_dtype(images.dtype)
+  if isinstance(kernels, Separable):
+    kernels = Separable(*(
+        (f[0] if f.ndim == 2 and f.shape[0] == 1 else f).astype(dtype) for f in kernels))
+  else:
+    if kernels.ndim == 3 and kernels.shape[0] == 1:
+      kernels = kernels[0]
+    kernels = kernels.astype(dtype)
+  padded = _pad(images.astype(dtype), _kernel_shape(kernels)[-1] // 2, padding)
   return STRATEGIES[method](padded, kernels).astype(images.dtype)
+
+
+def blur_separable(images, column_kernels, row_kernels, padding="reflect", method="auto"):
+  """`blur` with the kernel `column (x) row` given by its 1-D factors, each `(k,)` or `(B, k)`."""
+  return blur(images, Separable(column_kernels, row_kernels), padding=padding, method=method)
+
+
+def _kernel_shape(kernels):
+  """The dense shape, `(k, k)` or `(B, k, k)`, of a dense or `Separable` kernel."""
+  if isinstance(kernels, Separable):
+    return kernels.column.shape + kernels.column.shape[-1:]
+  return kernels.shape

@@ -181,3 +181,48 @@ FAMILIES = {
     "motion": (motion, ("length", "angle")),
     "box": (box, ("width",)),
 }
+
+
+# --- Separable families as 1-D factors --------------------------------------------------------
+# `blur.blur(images, blur.Separable(column, row))` convolves with `column[:, None] * row[None, :]`
+# in two 1-D passes (k + k taps per pixel instead of k * k). Each function returns
+# `(column, row)`, each `(..., size)` and summing to 1, whose outer product equals the 2-D kernel
+# of the family above (up to float rounding).
+
+
+def _gaussian_profile(size, sigma):
+  """Normalized 1-D Gaussian over the taps -size//2..size//2, `(..., size)`."""
+  half = size // 2
+  r = jnp.arange(-half, half + 1, dtype=jnp.float32)
+  sigma = jnp.maximum(jnp.asarray(sigma, jnp.float32)[..., None], _MIN_SIGMA)
+  return jax.nn.softmax(-0.5 * (r / sigma) ** 2, axis=-1)
+
+
+def axis_aligned_gaussian_factors(size, sigma_x, sigma_y):
+  """Factors of `anisotropic_gaussian(size, sigma_x, sigma_y, 0.0)`: std sigma_x along rows of
+  pixels (horizontal), sigma_y down the columns (vertical)."""
+  _check_size(size)
+  _check_param("sigma_x", sigma_x)
+  _check_param("sigma_y", sigma_y)
+  shape = jnp.broadcast_shapes(jnp.shape(sigma_x), jnp.shape(sigma_y))
+  column = jnp.broadcast_to(_gaussian_profile(size, sigma_y), shape + (size,))
+  row = jnp.broadcast_to(_gaussian_profile(size, sigma_x), shape + (size,))
+  return column, row
+
+
+def gaussian_factors(size, sigma):
+  """Factors of `gaussian(size, sigma)`."""
+  _check_size(size)
+  _check_param("sigma", sigma)
+  return axis_aligned_gaussian_factors(size, sigma, sigma)
+
+
+def box_factors(size, width):
+  """Factors of `box(size, width)`."""
+  _check_size(size)
+  _check_param("width", width)
+  half = size // 2
+  r = jnp.abs(jnp.arange(-half, half + 1, dtype=jnp.float32))
+  profile = jnp.clip(_expand(width)[..., 0] / 2 + 0.5 - r, 0.0, 1.0)
+  profile = profile / jnp.sum(profile, axis=-1, keepdims=True)
+  return profile, profile

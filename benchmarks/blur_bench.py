@@ -1,0 +1,244 @@
+"""Images/s of `blur_adv.blur.blur` against PyTorch grouped conv2d and a naive `vmap(lax.conv)`.
+
+Run: `python benchmarks/blur_bench.py` (needs the `bench` extra: `pip install torch==2.13.0`).
+
+What is timed, identically for every implementation, on per-example kernels (one per image):
+  forward:          out = blur(x, K) with reflect padding, x (B, H, W, 3) float32.
+  forward+gradient: value and gradient w.r.t. the kernels of sum(out * w), w a fixed random
+                    tensor (the images are not differentiated).
+Each call is jit-compiled (JAX) or eager (PyTorch, forward under no_grad), warmed up once, and
+`block_until_ready`-ed; the figure is the median of several repeats, implementations interleaved
+repeat by repeat so that background load hits all of them alike.
+
+blur_adv is timed twice: on general kernels (free-form random) with `method="auto"`, and on a
+separable family (per-example Gaussians given as `Separable` 1-D factors; its gradient is w.r.t.
+those factors, which is what the adversary differentiates for that family). The peers always get
+the dense kernels. "first call" is the compile+run time of blur_adv's first forward and first
+forward+gradient call for the shape.
+"""
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from blur_adv import blur as blur_lib
+from blur_adv import blur_strategies
+from blur_adv import kernels as kernels_lib
+
+SHAPES = [(256, 32, 5), (256, 32, 9), (256, 32, 15), (256, 32, 31), (32, 224, 15), (32, 224, 31)]
+TORCH_THREADS = 2
+# A call slower than SLOW_CALL_S is timed once after warm-up and its cell marked approximate
+# ("~"); one slower than TOO_SLOW_S only by its warm-up call, compile included (an
+# under-estimate). The naive vmap's gradient is skipped ("-") when its forward alone is that
+# slow (224x224, k=31: over a minute a call); it is never near the best peer there.
+SLOW_CALL_S = 4.0
+TOO_SLOW_S = 15.0
+
+
+def _jax_impls(method):
+  """(forward, forward+gradient) jitted callables of blur_adv for kernel inputs of any pytree."""
+  def forward(x, kernels):
+    return blur_lib.blur(x, kernels, padding="reflect", method=method)
+
+  def loss(kernels, x, w):
+    return jnp.sum(forward(x, kernels) * w)
+
+  return jax.jit(forward), jax.jit(jax.value_and_grad(loss))
+
+
+def _naive_impls():
+  """`vmap` over examples of a per-channel grouped `lax.conv` on reflect-padded images."""
+  def one(x, kernel):
+    half = kernel.shape[-1] // 2
+    padded = jnp.pad(x, ((half, half), (half, half), (0, 0)), mode="reflect")
+    channels = x.shape[-1]
+    rhs = jnp.broadcast_to(kernel[::-1, ::-1, None, None], kernel.shape + (1, channels))
+    return lax.conv_general_dilated(padded[None], rhs, (1, 1), "VALID",
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                    feature_group_count=channels)[0]
+
+  forward = jax.vmap(one)
+  loss = lambda kernels, x, w: jnp.sum(forward(x, kernels) * w)
+  return jax.jit(forward), jax.jit(jax.value_and_grad(loss))
+
+
+def _torch_impls(torch):
+  """Grouped conv2d, one group per (example, channel), on reflect-padded NCHW images."""
+  functional = torch.nn.functional
+
+  def forward(x, kernels):
+    batch, channels, height, width = x.shape
+    half = kernels.shape[-1] // 2
+    padded = functional.pad(x.reshape(1, batch * channels, height, width), (half,) * 4,
+                            mode="reflect")
+    weight = kernels.flip(-1, -2).repeat_interleave(channels, dim=0)[:, None]
+    return functional.conv2d(padded, weight, groups=batch * channels).reshape(x.shape)
+
+  def forward_no_grad(x, kernels):
+    with torch.no_grad():
+      return forward(x, kernels)
+
+  def value_and_grad(kernels, x, w):
+    kernels = kernels.detach().requires_grad_(True)
+    value = torch.sum(forward(x, kernels) * w)
+    value.backward()
+    return value, kernels.grad
+
+  return forward_no_grad, value_and_grad
+
+
+def _sync(result):
+  jax.block_until_ready(result)  # no-op on torch tensors: torch CPU ops are synchronous
+  return result
+
+
+class Timer:
+  """Interleaved medians: `run` adds one timed call of every registered callable per round."""
+
+  def __init__(self):
+    self.calls, self.times, self.first = {}, {}, {}
+
+  def add(self, name, fn, *args):
+    start = time.perf_counter()
+    _sync(fn(*args))
+    self.first[name] = time.perf_counter() - start
+    self.calls[name] = (fn, args)
+    self.times[name] = []
+
+  def run(self, rounds):
+    for round_index in range(rounds):
+      for name, (fn, args) in self.calls.items():
+        if (round_index and self.first[name] > SLOW_CALL_S) or self.first[name] > TOO_SLOW_S:
+          continue
+        start = time.perf_counter()
+        _sync(fn(*args))
+        self.times[name].append(time.perf_counter() - start)
+
+  def per_second(self, name, batch):
+    return batch / statistics.median(self.times[name] or [self.first[name]])
+
+  def approximate(self, name):
+    return self.first[name] > SLOW_CALL_S
+
+
+def _inputs(batch, size, k, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.random((batch, size, size, 3), dtype=np.float32)
+  w = rng.standard_normal((batch, size, size, 3), dtype=np.float32)
+  general = rng.random((batch, k, k), dtype=np.float32)
+  general /= general.sum(axis=(1, 2), keepdims=True)
+  sigma = rng.uniform(0.5, k / 4, size=batch).astype(np.float32)
+  column, row = kernels_lib.gaussian_factors(k, sigma)
+  return x, w, general, blur_lib.Separable(column, row)
+
+
+def bench_shape(batch, size, k, torch, rounds):
+  x, w, general, separable = _inputs(batch, size, k)
+  dense_separable = np.array(blur_strategies.dense(separable))  # writable, for torch
+  torch_fwd, torch_vg = _torch_impls(torch)
+  naive_fwd, naive_vg = _naive_impls()
+  ours_fwd, ours_vg = _jax_impls("auto")
+  xt, wt = (torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))) for a in (x, w))
+  kt = torch.from_numpy(general)
+  xj, wj, kj = jnp.asarray(x), jnp.asarray(w), jnp.asarray(general)
+
+  timer = Timer()
+  timer.add("ours fwd", ours_fwd, xj, kj)
+  timer.add("ours f+g", ours_vg, kj, xj, wj)
+  timer.add("sep fwd", ours_fwd, xj, separable)
+  timer.add("sep f+g", ours_vg, separable, xj, wj)
+  timer.add("torch fwd", torch_fwd, xt, kt)
+  timer.add("torch f+g", torch_vg, kt, xt, wt)
+  timer.add("naive fwd", naive_fwd, xj, kj)
+  if timer.first["naive fwd"] <= TOO_SLOW_S:
+    timer.add("naive f+g", naive_vg, kj, xj, wj)
+  timer.run(rounds)
+
+  # Sanity: every implementation computes the same blur.
+  reference = torch_fwd(xt, kt).numpy().transpose(0, 2, 3, 1)
+  separable_reference = torch_fwd(xt, torch.from_numpy(dense_separable)).numpy()
+  errors = [np.abs(np.asarray(ours_fwd(xj, kj)) - reference).max(),
+            np.abs(np.asarray(naive_fwd(xj, kj)) - reference).max(),
+            np.abs(np.asarray(ours_fwd(xj, separable)) -
+                   separable_reference.transpose(0, 2, 3, 1)).max()]
+  assert max(errors) < 1e-4, errors
+
+  row = {"B": batch, "HxW": f"{size}x{size}", "k": k,
+         "method": blur_lib.choose_method(x.shape, general.shape),
+         "compile": max(timer.first["ours fwd"], timer.first["ours f+g"]),
+         "compile_sep": max(timer.first["sep fwd"], timer.first["sep f+g"])}
+  for name in timer.calls:
+    row[name] = timer.per_second(name, batch)
+    row[name + " ~"] = timer.approximate(name)
+  row.setdefault("naive f+g", None)
+  return row
+
+
+def _fmt(row, name):
+  if row[name] is None:
+    return "-"
+  return f"{row[name]:,.0f}" + ("~" if row[name + " ~"] else "")
+
+
+def _best_peer(row, kind):
+  return max(row["torch " + kind], row["naive " + kind] or 0.0)
+
+
+def print_table(rows):
+  head = ("| B | HxW | k | auto | blur_adv fwd | torch fwd | vmap fwd | ratio | separable fwd | ratio "
+          "| blur_adv f+g | torch f+g | vmap f+g | ratio | separable f+g | ratio | first call s |")
+  print(head)
+  print("|" + "---|" * (head.count("|") - 1))
+  for row in rows:
+    cells = [str(row["B"]), row["HxW"], str(row["k"]), row["method"]]
+    for kind in ("fwd", "f+g"):
+      best = _best_peer(row, kind)
+      cells += [_fmt(row, "ours " + kind), _fmt(row, "torch " + kind), _fmt(row, "naive " + kind),
+                f"{row['ours ' + kind] / best:.2f}x", _fmt(row, "sep " + kind),
+                f"{row['sep ' + kind] / best:.2f}x"]
+    cells.append(f"{row['compile']:.1f} / {row['compile_sep']:.1f}")
+    print("| " + " | ".join(cells) + " |")
+
+
+def print_bars(rows):
+  def holds(condition):
+    return "HOLDS" if condition else "FAILS"
+
+  ratio = lambda row, name, kind: row[name + " " + kind] / _best_peer(row, kind)
+  checks = [
+      ("forward+gradient >= 2x best peer (general kernels)",
+       [ratio(r, "ours", "f+g") for r in rows], 2.0),
+      ("forward+gradient >= 2x best peer (separable family)",
+       [ratio(r, "sep", "f+g") for r in rows], 2.0),
+      ("forward >= 0.5x best peer (general kernels)", [ratio(r, "ours", "fwd") for r in rows], 0.5),
+      ("forward >= 1x best peer (separable family)", [ratio(r, "sep", "fwd") for r in rows], 1.0),
+  ]
+  for text, ratios, bar in checks:
+    print(f"- {text}: {holds(min(ratios) >= bar)} (worst {min(ratios):.2f}x)")
+  compile_max = max(max(r["compile"], r["compile_sep"]) for r in rows)
+  print(f"- first-call compile <= 5 s: {holds(compile_max <= 5.0)} (worst {compile_max:.1f} s)")
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--rounds", type=int, default=5, help="timed repeats per cell (median)")
+  args = parser.parse_args()
+  import torch  # benchmark-only dependency (the `bench` extra)
+  torch.set_num_threads(TORCH_THREADS)
+  print(f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} with "
+        f"torch.set_num_threads({TORCH_THREADS}); images/s, median of {args.rounds} interleaved "
+        f"repeats (~: a call over {SLOW_CALL_S:.0f} s, timed once); ratio = blur_adv / best peer")
+  rows = []
+  for batch, size, k in SHAPES:
+    rows.append(bench_shape(batch, size, k, torch, args.rounds))
+  print_table(rows)
+  print_bars(rows)
+
+
+if __name__ == "__main__":
+  main()

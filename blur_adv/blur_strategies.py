@@ -1,0 +1,253 @@
+"""Strategies behind `blur.blur`: each computes the "valid" convolution of padded images.
+
+Every strategy maps `padded` `(B, H + k - 1, W + k - 1, C)` and kernels to `(B, H, W, C)` with
+
+    out[b, i, j, c] = sum_{p, q} kernel[b, p, q] * padded[b, i + k - 1 - p, j + k - 1 - q, c]
+
+(a true convolution: the kernel is flipped). Kernels are either dense, `(k, k)` shared or
+`(B, k, k)` per example, or a `Separable` pair of 1-D factors. Strategies are bilinear in
+(padded, kernels), use only jnp/lax (so they run unchanged on CPU, GPU and TPU), and compute in at
+least float32; the caller casts back to the images' dtype. The conv and matmul ask for
+`Precision.HIGHEST`: on CPU float32 is exact anyway, and on TPU the default would be bfloat16
+passes, too coarse for kernel gradients.
+
+  direct     XLA's grouped convolution (cuDNN/TPU native; slow on XLA:CPU, above all its gradient)
+  fft        products of zero-padded real FFTs; cost nearly independent of k
+  shift      k*k shifted multiply-adds fused into one loop; for small k
+  separable  a row pass and a column pass per rank-1 term (2k taps per pixel)
+"shift" and "separable" use FFTs under differentiation (`fft_when_differentiated`).
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.custom_derivatives import SymbolicZero
+
+
+class Separable(NamedTuple):
+  """A kernel given as 1-D factors: `kernel[..., p, q] = column[..., p] * row[..., q]`.
+
+  `column` runs down the rows (vertical taps), `row` along the columns (horizontal taps). Each is
+  `(k,)` shared by the batch or `(B, k)` per example. A NamedTuple, so it is a JAX pytree.
+  """
+  column: jax.Array
+  row: jax.Array
+
+
+def compute_dtype(dtype):
+  """bfloat16/float16 are computed in float32 (FFTs need it, and sums of k*k taps lose bits)."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
+def dense(kernels):
+  """The `(k, k)` or `(B, k, k)` kernel of a dense or `Separable` kernel."""
+  if isinstance(kernels, Separable):
+    return kernels.column[..., :, None] * kernels.row[..., None, :]
+  return kernels
+
+
+def _per_example(array, batch_axes):
+  """Adds leading size-1 axes so a shared kernel broadcasts like a per-example one."""
+  return array if array.ndim == batch_axes + 1 else array[None]
+
+
+# --- direct: XLA's convolution -----------------------------------------------------------------
+
+def direct(padded, kernels):
+  """Grouped `lax` convolution, one group per (example, channel): cuDNN/TPU's native path."""
+  kernels = dense(kernels)
+  batch, _, _, channels = padded.shape
+  size = kernels.shape[-1]
+  flipped = kernels[..., ::-1, ::-1]
+  conv = lambda lhs, rhs, groups: lax.conv_general_dilated(
+      lhs, rhs, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      feature_group_count=groups, precision=lax.Precision.HIGHEST)
+  if kernels.ndim == 2:
+    rhs = jnp.broadcast_to(flipped[:, :, None, None], (size, size, 1, channels))
+    return conv(padded, rhs, channels)
+  # Fold the batch into channels so each example's channels see that example's kernel.
+  stacked = jnp.transpose(padded, (1, 2, 0, 3)).reshape(1, *padded.shape[1:3], batch * channels)
+  rhs = jnp.repeat(jnp.transpose(flipped, (1, 2, 0)), channels, axis=-1)[:, :, None, :]
+  out = conv(stacked, rhs, batch * channels)
+  return jnp.transpose(out[0].reshape(*out.shape[1:3], batch, channels), (2, 0, 1, 3))
+
+
+# --- fft: pointwise products of 2-D real FFTs ---------------------------------------------------
+
+def fast_fft_length(n):
+  """Smallest 2^a 3^b 5^c >= n: FFT libraries are slow on other sizes (XLA:CPU took 1.7x longer
+  for 62x62 real FFTs than for 64x64 here; 254 vs 256: 3x)."""
+  while True:
+    m = n
+    for factor in (2, 3, 5):
+      while m % factor == 0:
+        m //= factor
+    if m == 1:
+      return n
+    n += 1
+
+
+def _fft_shape(padded):
+  return tuple(fast_fft_length(n) for n in padded.shape[1:3])
+
+
+def _image_spectrum(padded):
+  # Channels first, so each FFT runs over the two minor (contiguous) axes.
+  return jnp.fft.rfft2(jnp.moveaxis(padded, -1, 1), s=_fft_shape(padded))
+
+
+def _convolve_spectrum(images_f, padded, kernels):
+  """The valid convolution, given the image spectrum `images_f` of `padded`."""
+  kernels = dense(kernels)
+  shape = _fft_shape(padded)
+  size = kernels.shape[-1]
+  height, width = padded.shape[1] - size + 1, padded.shape[2] - size + 1
+  kernels_f = _per_example(jnp.fft.rfft2(kernels, s=shape), 2)[:, None]
+  out = jnp.fft.irfft2(images_f * kernels_f, s=shape)
+  # Zero padding to `shape` >= the padded size makes the circular convolution linear here.
+  out = out[:, :, size - 1:size - 1 + height, size - 1:size - 1 + width]
+  return jnp.moveaxis(out, 1, -1)
+
+
+def fft(padded, kernels):
+  """Linear convolution by zero-padded FFTs; the crop keeps only the wrap-free outputs."""
+  return _convolve_spectrum(_image_spectrum(padded), padded, kernels)
+
+
+# --- shift and separable: shifted multiply-adds that XLA fuses into single loops ---------------
+# Rows are viewed as (B, H, W * C): shifting by q pixels is then a slice starting at q * C of the
+# long contiguous minor axis, which vectorizes well and needs no transposes.
+
+def _rows_view(padded):
+  batch, height_p, width_p, channels = padded.shape
+  return padded.reshape(batch, height_p, width_p * channels)
+
+
+def _shift_2d(padded, kernels):
+  """k*k shifted multiply-adds; XLA fuses them (and the slicing) into one loop over the output."""
+  kernels = dense(kernels)
+  batch, height_p, width_p, channels = padded.shape
+  size = kernels.shape[-1]
+  height, span = height_p - size + 1, (width_p - size + 1) * channels
+  taps = _per_example(kernels, 2)[:, ::-1, ::-1, None, None]  # (B, k, k, 1, 1), flipped
+  images = _rows_view(padded)
+  out = 0.0
+  for p in range(size):
+    for q in range(size):
+      out = out + taps[:, p, q] * images[:, p:p + height, q * channels:q * channels + span]
+  return out.reshape(batch, height, -1, channels)
+
+
+def _factors(kernels):
+  """`(column, row)`, each `(B or 1, R, k)`: R rank-1 terms whose sum is the kernel.
+
+  A dense kernel is split exactly into its k rows, `kernel = sum_p e_p (x) kernel[p]`, so forcing
+  this strategy on any kernel is correct (at k times the cost of a true rank-1 kernel).
+  """
+  if isinstance(kernels, Separable):
+    column, row = _per_example(kernels.column, 1), _per_example(kernels.row, 1)
+    return column[:, None], row[:, None]
+  kernels = _per_example(kernels, 2)
+  size = kernels.shape[-1]
+  return jnp.eye(size, dtype=kernels.dtype)[None], kernels
+
+
+# XLA:CPU fuses an array into a loop that reads it through k shifted slices as long as that
+# duplicates it at most 15 times (XLA's code-duplication limit): the column pass would recompute
+# the row pass for every column tap, k*k taps per pixel, 5-7x slower at k = 9..15 (measured on 2
+# CPU cores at benchmarks/blur_bench.py's shapes). So the column pass is computed in `_blocks`
+# blocks of output rows, which reads the row pass through more than 15 slices, and XLA
+# materializes the row pass once instead. Any number of blocks gives the same result.
+_MAX_FUSED_DUPLICATES = 15
+
+
+def _blocks(length, size):
+  count = min(length, _MAX_FUSED_DUPLICATES // size + 1)
+  edges = np.linspace(0, length, count + 1).astype(int)
+  return list(zip(edges[:-1], edges[1:]))
+
+
+def _row_pass(row, images, span, channels):
+  """`rows[..., y, m] = sum_q row[..., q] * images[..., y, q * channels + m]` for m < span."""
+  return sum(row[..., q, None, None] * images[..., q * channels:q * channels + span]
+             for q in range(row.shape[-1]))
+
+
+def _column_pass(column, rows, height):
+  """`out[..., i, m] = sum_p column[..., p] * rows[..., i + p, m]` for i < height."""
+  size = column.shape[-1]
+  blocks = [sum(column[..., p, None, None] * rows[..., start + p:stop + p, :] for p in range(size))
+            for start, stop in _blocks(height, size)]
+  return jnp.concatenate(blocks, axis=-2)
+
+
+def _separable(padded, kernels):
+  column, row = _factors(kernels)
+  batch, height_p, width_p, channels = padded.shape
+  size = row.shape[-1]
+  height, span = height_p - size + 1, (width_p - size + 1) * channels
+  column, row = column[..., ::-1], row[..., ::-1]  # (B, R, k), flipped for convolution
+  images = _rows_view(padded)  # (B, H + k - 1, (W + k - 1) * C)
+  if row.shape[1] == 1:  # a true rank-1 kernel: no rank axis at all
+    out = _column_pass(column[:, 0], _row_pass(row[:, 0], images, span, channels), height)
+  else:  # R terms ride along as a batch axis
+    rows = _row_pass(row, images[:, None], span, channels)
+    out = jnp.sum(_column_pass(column, rows, height), axis=1)
+  return out.reshape(batch, height, -1, channels)
+
+
+def _zero_to_none(tangent):
+  return None if isinstance(tangent, SymbolicZero) else tangent
+
+
+def _kernel_tangent(kernels, kernel_dots):
+  """The dense tangent of the kernel, or None when the kernel is not differentiated."""
+  if not isinstance(kernels, Separable):
+    return _zero_to_none(kernel_dots)
+  column_dot, row_dot = map(_zero_to_none, kernel_dots)
+  terms = []
+  if column_dot is not None:
+    terms.append(dense(Separable(column_dot, kernels.row)))
+  if row_dot is not None:
+    terms.append(dense(Separable(kernels.column, row_dot)))
+  return sum(terms) if terms else None
+
+
+def fft_when_differentiated(strategy):
+  """`strategy` for plain values; FFTs for values and kernel gradients under differentiation.
+
+  Autodiff of a shift-and-add sum gives the kernel gradient as k*k full reductions of
+  (cotangent * shifted image), which XLA runs as k*k passes over memory. Here the JVP computes
+  the value and its kernel part from one image spectrum, so the transpose (the kernel gradient)
+  is one FFT of the cotangent, a product summed over channels and one small inverse FFT per
+  example. The image part keeps `strategy`, whose transpose is the same kind of cheap sum.
+  A JVP (not a VJP) rule keeps forward mode and higher orders working.
+  """
+  @jax.custom_jvp
+  def convolve(padded, kernels):
+    return strategy(padded, kernels)
+
+  def jvp(primals, tangents):
+    padded, kernels = primals
+    padded_dot, kernel_dots = tangents
+    kernel_dot = _kernel_tangent(kernels, kernel_dots)
+    if kernel_dot is None:
+      out = convolve(padded, kernels)
+      tangent = jnp.zeros_like(out)
+    else:
+      images_f = _image_spectrum(padded)
+      out = _convolve_spectrum(images_f, padded, kernels)
+      tangent = _convolve_spectrum(images_f, padded, kernel_dot)
+    if not isinstance(padded_dot, SymbolicZero):
+      tangent = tangent + convolve(padded_dot, kernels)
+    return out, tangent
+
+  convolve.defjvp(jvp, symbolic_zeros=True)
+  return convolve
+
+
+shift = fft_when_differentiated(_shift_2d)
+separable = fft_when_differentiated(_separable)
