@@ -28,12 +28,13 @@ from blur_adv import family_params
 from blur_adv import blur as blur_lib
 from blur_adv import budget as budget_lib
 from blur_adv import metrics as blur_metrics
-from blur_adv import models, optim
+from blur_adv import config_checks, models, optim
 from blur_adv.parallel import DATA_AXIS
 from blur_adv.trainers import (TRAINERS, TrainState, Trainer, classifier_eval_step,
                                cross_entropy, sum_over_devices)
 
 KINDS = ("network", "pgd", "random")
+config_checks.register_fields("adversary")
 
 
 @flax.struct.dataclass

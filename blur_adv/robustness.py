@@ -22,9 +22,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blur_adv import attacks, corruptions, data, metrics
+from blur_adv import attacks, config_checks, corruptions, data, metrics, plots
 from blur_adv.evaluators import EVALUATORS
 
+config_checks.register_fields("robustness")
+EVALUATOR_NAMES = ("corruptions", "worst_case", "minimal_flip")
 SEVERITIES = (1, 2, 3, 4, 5)
 # Curve of accuracy against budget: dense at small budgets, where models break.
 CURVE_BUDGETS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)
@@ -146,7 +148,7 @@ def minimal_flip(experiment, state, eval_step):
                                     jax.random.PRNGKey(experiment.config.seed + 2))
   accuracies, area = attacks.accuracy_vs_budget(overall, CURVE_BUDGETS)
   # Never-flipped examples sit at +inf, so quantiles may be inf: that is the honest answer.
-  q1, median, q3 = np.quantile(overall, [0.25, 0.5, 0.75])
+  q1, median, q3 = np.quantile(overall, [0.25, 0.5, 0.75], method="inverted_cdf")
   out = {"q1": float(q1), "median": float(median), "q3": float(q3),
          "never_flipped": float(np.mean(np.isinf(overall))), "curve_area": area}
   out.update({f"accuracy_at/{b:g}": float(a)
@@ -181,3 +183,16 @@ def write_adversarial_examples(path, logits_fn, images, labels, budget, rob, key
       budget=np.float32(budget), ssim=np.asarray(metrics.ssim(images, adversarial)),
       family=best["family"])
   return path
+
+
+def write_artifacts(experiment, state, results, workdir):
+  """adversarial_examples.npz (at `config.budget`) and every plot the results allow."""
+  rob = experiment.config.robustness
+  images, labels = examples(experiment)
+  path = os.path.join(workdir, "adversarial_examples.npz")
+  write_adversarial_examples(path, logits_function(experiment, state), images, labels,
+                             experiment.config.budget, rob,
+                             jax.random.PRNGKey(experiment.config.seed + 3),
+                             rob.num_saved_examples)
+  with np.load(path) as saved:
+    return [path] + plots.write_all(results, dict(saved), workdir)

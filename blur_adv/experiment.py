@@ -1,0 +1,64 @@
+"""Builds what training and evaluation share from a config: devices, data, trainer, state."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+from blur_adv import config_checks, data, parallel, trainers
+# Imported for their registrations: the adversarial trainer and the robustness evaluators.
+from blur_adv import adversarial_trainer, robustness  # pylint: disable=unused-import
+from blur_adv.checkpoint import Checkpointer
+
+
+@dataclasses.dataclass
+class Experiment:
+  config: Any
+  parallel: parallel.DataParallel
+  train_source: data.Source
+  eval_source: data.Source
+  trainer: trainers.Trainer
+  total_steps: int
+  steps_per_epoch: int
+  init_state: Any  # Host (numpy) state before training.
+  train_rng: np.ndarray  # Base key; step k uses fold_in(train_rng, k).
+  checkpointer: Checkpointer
+
+  def train_iterator(self, position: int = 0) -> data.TrainIterator:
+    return data.TrainIterator(
+        self.train_source, self.config.batch_size, self.config.seed,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        augment=self.config.augment, position=position)
+
+
+def setup(config, workdir: str) -> Experiment:
+  """Validates `config` first (seconds), then opens data and initializes the state."""
+  config_checks.validate(config, process_count=jax.process_count())
+  dp = parallel.DataParallel(config.parallelism, config.num_devices)
+  config_checks.validate(config, num_devices=dp.num_devices, process_count=jax.process_count())
+
+  train_source = data.load_source(config.dataset, config.train_split, config.image_size,
+                                  config.data_dir)
+  eval_source = data.load_source(config.dataset, config.eval_split, config.image_size,
+                                 config.data_dir)
+  if len(train_source) < config.batch_size:
+    raise config_checks.ConfigError(
+        f"config.batch_size={config.batch_size} exceeds the {len(train_source)} examples of "
+        f"config.train_split={config.train_split!r}.")
+  steps_per_epoch = len(train_source) // config.batch_size
+  total_steps = config.num_train_steps or max(1, int(config.num_epochs * steps_per_epoch))
+
+  trainer = trainers.TRAINERS.get(config.trainer, field="trainer")(
+      config, train_source.num_classes, total_steps, steps_per_epoch)
+  init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+  image_shape = train_source.read(np.arange(1))[0].shape[1:]
+  init_state = jax.device_get(jax.jit(trainer.init_state, static_argnums=1)(init_rng, image_shape))
+  return Experiment(
+      config=config, parallel=dp, train_source=train_source, eval_source=eval_source,
+      trainer=trainer, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+      init_state=init_state, train_rng=np.asarray(train_rng),
+      checkpointer=Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"),
+                                max_to_keep=config.keep_checkpoints))

@@ -1,0 +1,153 @@
+"""The training loop: `train_and_evaluate(config, workdir)` returns the final state.
+
+Resumes from the newest checkpoint in `workdir`, checks every step's loss
+for NaN/inf (one step behind, to keep the device busy), evaluates and saves
+periodically, and on SIGTERM saves before returning.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+from clu import metric_writers, parameter_overview, periodic_actions
+from jax.experimental import multihost_utils
+
+from blur_adv import evaluators, experiment as experiment_lib
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss became NaN or inf; no checkpoint of that state is written."""
+
+
+class PreemptionWatcher:
+  """Turns SIGTERM into a flag polled between steps; agreed on by all processes."""
+
+  def __init__(self):
+    self._requested = False
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self._requested = True
+
+  def should_stop(self) -> bool:
+    if jax.process_count() == 1:
+      return self._requested
+    flags = multihost_utils.process_allgather(np.asarray(self._requested))
+    return bool(np.any(flags))
+
+  def restore(self):
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+def _checked(step: int, step_metrics: Any) -> Any:
+  values = step_metrics.compute()
+  for name in ("loss", "grad_norm"):
+    if not np.isfinite(values[name]):
+      raise NonFiniteLossError(
+          f"Training diverged: {name}={values[name]} at step {step}; stopping without "
+          "checkpointing that state. Lower config.learning_rate or check the data.")
+  return step_metrics
+
+
+def _merge(total, new):
+  return new if total is None else total.merge(new)
+
+
+def _write_json(path: str, payload: dict):
+  if jax.process_index() == 0:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+      json.dump(payload, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def train_and_evaluate(config, workdir: str) -> Any:
+  """Trains `config` in `workdir` (resuming if possible); returns the final host state."""
+  start_time = time.time()
+  exp = experiment_lib.setup(config, workdir)
+  dp = exp.parallel
+  is_chief = jax.process_index() == 0
+  # TensorBoard events and log lines from process 0 only; other processes stay silent.
+  writer = (metric_writers.create_default_writer(workdir) if is_chief
+            else metric_writers.MultiWriter([]))
+  writer.write_hparams({k: v for k, v in config.items() if not hasattr(v, "items")})
+
+  host_state, train_rng, position = exp.init_state, exp.train_rng, 0
+  restored = exp.checkpointer.restore_latest(host_state, train_rng)
+  if restored is not None:
+    host_state, train_rng, position = restored
+    logging.info("Resumed from step %d (data position %d).", int(host_state.step), position)
+  start_step = int(host_state.step)
+  parameter_overview.log_parameter_overview(host_state.params)
+  logging.info("Training %d steps (%d per epoch) on %d device(s), %s, global batch %d.",
+               exp.total_steps, exp.steps_per_epoch, dp.num_devices, dp.mode, config.batch_size)
+
+  state = dp.replicate(host_state)
+  train_step = dp.wrap_train_step(exp.trainer.train_step)
+  eval_step = dp.wrap_eval_step(exp.trainer.eval_step)
+  train_iter = exp.train_iterator(position)
+  progress = periodic_actions.ReportProgress(  # steps/s and ETA.
+      num_train_steps=exp.total_steps, writer=writer, every_steps=config.log_every_steps,
+      every_secs=None)
+  watcher = PreemptionWatcher()
+
+  def evaluate(step: int) -> dict[str, float]:
+    results = {}
+    for name in config.evaluators:
+      out = evaluators.EVALUATORS.get(name)(exp, state, eval_step)
+      results.update({f"{name}/{k}": v for k, v in out.items()})
+    writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
+    return results
+
+  summary = {"step": start_step}
+  train_metrics, pending = None, None  # `pending`: (step, metrics) not yet checked.
+  try:
+    for step in range(start_step + 1, exp.total_steps + 1):
+      batch = dp.shard_batch(next(train_iter))
+      step_rng = dp.put_rng(jax.random.fold_in(train_rng, step))
+      state, step_metrics = train_step(state, batch, step_rng)
+      if pending is not None:  # Check the previous step while this one runs.
+        train_metrics = _merge(train_metrics, _checked(pending[0], dp.unreplicate(pending[1])))
+      pending = (step, step_metrics)
+      if is_chief:
+        progress(step)
+
+      is_last = step == exp.total_steps
+      preempted = watcher.should_stop()
+      save = is_last or preempted or step % config.checkpoint_every_steps == 0
+      if save or is_last or step % config.log_every_steps == 0:
+        train_metrics = _merge(train_metrics, _checked(pending[0], dp.unreplicate(pending[1])))
+        pending = None
+        train_values = {k: float(v) for k, v in train_metrics.compute().items()}
+        writer.write_scalars(step, {f"train/{k}": v for k, v in train_values.items()})
+        summary.update(step=step, **{f"train/{k}": v for k, v in train_values.items()})
+        train_metrics = None
+      if is_last or step % config.eval_every_steps == 0:
+        with progress.timed("eval", wait_jax_async_dispatch=False):
+          summary.update(step=step, **{f"eval/{k}": v for k, v in evaluate(step).items()})
+      if save:
+        exp.checkpointer.save(step, dp.unreplicate(state), train_rng, train_iter.position)
+      if preempted:
+        logging.warning("SIGTERM: saved a checkpoint at step %d; exiting.", step)
+        summary["preempted"] = True
+        break
+  finally:
+    exp.checkpointer.wait()
+    watcher.restore()
+    writer.flush()
+
+  if start_step >= exp.total_steps:  # Restarted after completion: report, don't clobber.
+    summary.update({f"eval/{k}": v for k, v in evaluate(start_step).items()})
+  summary["wall_time_s"] = time.time() - start_time
+  _write_json(os.path.join(workdir, "final_metrics.json"), summary)
+  if "eval/clean/accuracy" in summary and not summary.get("preempted"):
+    logging.info("Final eval accuracy %.4f at step %d (%.1f s).",
+                 summary["eval/clean/accuracy"], summary["step"], summary["wall_time_s"])
+  return dp.unreplicate(state)

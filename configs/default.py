@@ -1,0 +1,110 @@
+"""Default experiment: joint adversarial training of a small CNN against a learned blur adversary
+on scikit-learn's digits, upscaled to 32x32 (offline). `configs/standard.py` is the same run
+without the adversary.
+
+  python -m blur_adv.main --config=configs/default.py --workdir=/tmp/digits
+  python -m blur_adv.main --config=configs/default.py:runlocal --workdir=/tmp/digits_tiny
+
+This file is the whole experiment; variants import it and override fields.
+`:runlocal` shrinks any config to a seconds-long smoke run.
+"""
+import ml_collections
+
+from blur_adv.family_params import FAMILIES  # Every kernel family the attacks know.
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # Data: float32 NHWC images in [0, 1].
+  config.dataset = "digits"  # 'digits' | 'folder:PATH' | a TFDS name.
+  config.data_dir = None  # TFDS data_dir.
+  config.train_split = "train"
+  config.eval_split = "test"
+  config.image_size = 32
+  config.augment = "none"  # 'none' | 'crop_flip'.
+
+  # Model and trainer, both by registry name.
+  config.model = "small_cnn"
+  config.model_kwargs = ml_collections.ConfigDict({"width": 16})
+  config.trainer = "adversarial"  # 'standard' | 'adversarial'.
+  config.budget = 0.1  # SSIM budget in (0, 1]: a blur is admissible when SSIM >= 1 - budget.
+
+  # The blur adversary (trainer 'adversarial'); see blur_adv/adversarial_trainer.py.
+  config.adversary = ml_collections.ConfigDict()
+  config.adversary.kind = "network"  # 'network' (learned) | 'pgd' (PGD-K) | 'random'.
+  config.adversary.kernel_size = 7
+  config.adversary.families = FAMILIES
+  config.adversary.features = 16
+  config.adversary.noise_dim = 8
+  config.adversary.learning_rate = 1e-3
+  config.adversary.fidelity_weight = 1.0  # Pull raw kernels to the budget boundary.
+  config.adversary.clean_fraction = 0.5  # Share of each batch left clean.
+  config.adversary.update_every = 1  # Adversary steps per classifier step: 1 / update_every.
+  config.adversary.warmup_steps = 0  # Clean training first.
+  config.adversary.pgd_steps = 5  # K, for kind 'pgd'.
+
+  # Robustness evaluation (evaluators 'corruptions', 'worst_case', 'minimal_flip').
+  config.robustness = ml_collections.ConfigDict()
+  config.robustness.num_examples = 256  # First examples of the eval split.
+  config.robustness.budgets = (0.02, 0.05, 0.1, 0.2)
+  config.robustness.families = FAMILIES
+  config.robustness.kernel_size = 7
+  config.robustness.attack_steps = 10
+  config.robustness.attack_restarts = 1
+  config.robustness.attack_step_size = 0.1
+  config.robustness.flip_search_steps = 6
+  config.robustness.corruption_table = ml_collections.config_dict.placeholder(str)  # By size.
+  config.robustness.baseline_eval = ml_collections.config_dict.placeholder(str)  # eval.json.
+  config.robustness.num_saved_examples = 16
+
+  # Parallelism: 'shard_map' (jit + shard_map over a mesh) or 'pmap'.
+  config.parallelism = "shard_map"
+  config.num_devices = ml_collections.config_dict.placeholder(int)  # None: all devices.
+
+  # Optimization. batch_size is global (all devices and processes).
+  config.batch_size = 128
+  config.eval_batch_size = 256
+  config.num_epochs = 15.0
+  config.num_train_steps = ml_collections.config_dict.placeholder(int)  # Overrides num_epochs.
+  config.optimizer = "sgd"
+  config.learning_rate = 0.2  # Peak, for batch 256; scaled linearly with batch_size.
+  config.momentum = 0.9
+  config.weight_decay = 5e-4
+  config.warmup_epochs = 2.0
+  config.label_smoothing = 0.0
+
+  # Logging, evaluation and checkpoints.
+  config.log_every_steps = 50
+  config.eval_every_steps = 500
+  config.checkpoint_every_steps = 200
+  config.keep_checkpoints = 3
+  config.evaluators = ("clean",)
+
+  if arg == "runlocal":
+    runlocal(config)
+  elif arg:
+    raise ValueError(f"Unknown config argument {arg!r}; known: runlocal.")
+  return config
+
+
+def runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks `config` in place to a seconds-long run for laptops and tests."""
+  config.model_kwargs = ml_collections.ConfigDict({"width": 8})
+  config.batch_size = 32
+  config.eval_batch_size = 64
+  config.num_train_steps = 12
+  config.warmup_epochs = 0.0
+  config.log_every_steps = 4
+  config.eval_every_steps = 12
+  config.checkpoint_every_steps = 4
+  config.eval_split = config.eval_split.split("[")[0] + "[:128]"
+  config.adversary.features = 4
+  config.robustness.num_examples = 16
+  config.robustness.budgets = (0.05, 0.1)
+  config.robustness.families = ("gaussian", "motion")
+  config.robustness.attack_steps = 2
+  config.robustness.flip_search_steps = 2
+  config.robustness.num_saved_examples = 8
+  return config

@@ -1,0 +1,174 @@
+"""Training system end to end: runs, configs failing fast, NaN, preemption, resumption."""
+import json
+import os
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from blur_adv import config_checks, evaluate, train, trainers
+from conftest import run_python, start_python
+
+
+def read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def test_digits_end_to_end_then_evaluate(tiny_config, tmp_path):
+  state = train.train_and_evaluate(tiny_config, str(tmp_path))
+  assert int(state.step) == tiny_config.num_train_steps
+  final = read_json(tmp_path / "final_metrics.json")
+  assert final["step"] == 12 and 0 <= final["eval/clean/accuracy"] <= 1
+  assert final["eval/clean/accuracy"] > 0.2  # Chance is 0.1; 12 small steps already learn.
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path))
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["12", "4", "8"]
+
+  results = evaluate.evaluate_checkpoint(tiny_config, str(tmp_path))
+  assert read_json(tmp_path / "eval.json") == results
+  assert results["step"] == 12
+  assert results["clean"]["accuracy"] == pytest.approx(final["eval/clean/accuracy"], abs=1e-6)
+
+
+def test_tfds_mock_data_end_to_end(tmp_path):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from configs import cifar10  # pylint: disable=g-import-not-at-top
+  config = cifar10.get_config("runlocal")
+  config.model, config.model_kwargs = "small_cnn", {"width": 4}
+  config.train_split, config.eval_split = "train", "test"
+  config.num_train_steps = 3
+  with tfds.testing.mock_data(num_examples=64):
+    state = train.train_and_evaluate(config, str(tmp_path))
+  assert int(state.step) == 3
+  assert np.isfinite(read_json(tmp_path / "final_metrics.json")["eval/clean/loss"])
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("modle", "resnet20", "Unknown config field config.modle .did you mean config.model"),
+    ("model", "resnet21", "config.model='resnet21': unknown model"),
+    ("trainer", "adversary", "config.trainer='adversary'"),
+    ("budget", 0.0, "config.budget=0.0: the SSIM budget"),
+    ("budget", 1.5, "config.budget=1.5"),
+    ("parallelism", "pjit", "config.parallelism='pjit'"),
+    ("train_split", "train[::2]", "config.train_split"),
+    ("batch_size", 0, "config.batch_size=0"),
+])
+def test_bad_config_fields_are_named(tiny_config, field, value, message):
+  tiny_config[field] = value
+  with pytest.raises(config_checks.ConfigError, match=message):
+    config_checks.validate(tiny_config)
+
+
+def test_batch_size_must_divide_over_devices(tiny_config):
+  tiny_config.batch_size = 30
+  with pytest.raises(config_checks.ConfigError, match="config.batch_size=30.*8 devices"):
+    config_checks.validate(tiny_config, num_devices=8)
+
+
+def test_unknown_dataset_fails_fast(tiny_config, tmp_path):
+  tiny_config.dataset = "no_such_dataset"
+  start = time.time()
+  with pytest.raises(ValueError, match="config.dataset='no_such_dataset'"):
+    train.train_and_evaluate(tiny_config, str(tmp_path))
+  assert time.time() - start < 10
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--config.modle=resnet20", "modle"),
+    ("--config.budget=2.0", "config.budget=2.0"),
+    ("--config.batch_size=30", "config.batch_size=30: must be divisible by the 8 devices"),
+    ("--config.dataset=folder:/nonexistent", "folder:/nonexistent"),
+])
+def test_cli_fails_in_seconds_naming_the_field(tmp_path, override, message):
+  start = time.time()
+  result = run_python(["-m", "blur_adv.main", "--config=configs/default.py:runlocal",
+                       f"--workdir={tmp_path}", override], num_devices=8, timeout=60)
+  assert result.returncode != 0
+  assert message in result.stderr + result.stdout
+  assert time.time() - start < 20  # Includes starting Python and importing JAX.
+
+
+@trainers.TRAINERS.register("test_nan_at_step_3")
+def _nan_at_step_3(config, *args):
+  """The standard trainer, with the loss poisoned from the third step on."""
+  base = trainers.standard_trainer(config, *args)
+
+  def train_step(state, batch, rng):
+    poison = jnp.where(state.step >= 2, jnp.nan, 1.0)
+    batch = dict(batch, image=batch["image"] * poison)
+    return base.train_step(state, batch, rng)
+
+  return trainers.Trainer(base.init_state, train_step, base.eval_step)
+
+
+def test_nan_loss_stops_at_its_step_without_checkpointing_it(tiny_config, tmp_path):
+  tiny_config.trainer = "test_nan_at_step_3"
+  tiny_config.checkpoint_every_steps = 2
+  with pytest.raises(train.NonFiniteLossError, match="loss=nan at step 3"):
+    train.train_and_evaluate(tiny_config, str(tmp_path))
+  assert os.listdir(tmp_path / "checkpoints") == ["2"]
+
+
+def _wait_for_checkpoint(workdir, process, timeout=120):
+  """Blocks until a finished checkpoint exists; returns its steps."""
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    assert process.poll() is None, "training ended before a checkpoint was seen"
+    steps = [d for d in os.listdir(ckpt_dir)] if os.path.isdir(ckpt_dir) else []
+    if any(s.isdigit() for s in steps):
+      return steps
+    time.sleep(0.05)
+  raise TimeoutError("no checkpoint written")
+
+
+LONG_RUN = ["--config=configs/default.py:runlocal", "--config.num_train_steps=200",
+            "--config.checkpoint_every_steps=25", "--config.log_every_steps=25",
+            "--config.eval_every_steps=200"]
+
+
+def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
+  proc = start_python(["-m", "blur_adv.main", f"--workdir={tmp_path}"] + LONG_RUN,
+                      log_path=tmp_path / "log.txt")
+  _wait_for_checkpoint(str(tmp_path), proc)
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=60) == 0
+  summary = read_json(tmp_path / "final_metrics.json")
+  assert summary["preempted"] and summary["step"] < 200
+  # The SIGTERM save is at the step reached, generally not a periodic one.
+  saved = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
+  assert saved[-1] == summary["step"]
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
+  main = ["-m", "blur_adv.main"]
+  reference = start_python(main + [f"--workdir={tmp_path / 'ref'}"] + LONG_RUN,
+                           log_path=tmp_path / "ref.txt")
+  workdir = tmp_path / "killed"
+  proc = start_python(main + [f"--workdir={workdir}"] + LONG_RUN, log_path=tmp_path / "killed.txt")
+  _wait_for_checkpoint(str(workdir), proc)
+  proc.kill()  # SIGKILL: no handler runs, possibly mid-save.
+  proc.wait()
+  assert not os.path.exists(workdir / "final_metrics.json")
+  resumed = run_python(main + [f"--workdir={workdir}"] + LONG_RUN)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert "Resumed from step" in resumed.stderr
+  assert reference.wait(timeout=300) == 0, (tmp_path / "ref.txt").read_text()[-2000:]
+  # keep_checkpoints=3 of the 8 periodic saves, the final one included.
+  assert sorted(os.listdir(tmp_path / "ref" / "checkpoints")) == ["150", "175", "200"]
+  expected = read_json(tmp_path / "ref" / "final_metrics.json")
+  got = read_json(workdir / "final_metrics.json")
+  for key in ("step", "eval/clean/accuracy", "eval/clean/loss", "train/loss", "train/accuracy"):
+    assert got[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-6), key
+
+
+def test_modules_can_register_their_own_config_fields(tiny_config):
+  tiny_config.test_only_extra = {"kind": "x"}
+  with pytest.raises(config_checks.ConfigError, match="config.test_only_extra"):
+    config_checks.validate(tiny_config)
+  config_checks.register_fields("test_only_extra")
+  config_checks.validate(tiny_config)

@@ -1,0 +1,72 @@
+"""pmap == shard_map == one device, and 2 processes == 1 process, for the same global batch.
+
+Each case runs in fresh Python processes, since XLA's CPU device count and
+`jax.distributed` are fixed at start-up.
+"""
+import json
+import os
+
+import pytest
+
+from conftest import free_port, run_python, start_python
+
+# Trains the runlocal default config (BatchNorm CNN) once per parallel mode on
+# 8 simulated devices and prints final metrics and parameters differences.
+EQUIVALENCE_SCRIPT = """
+import json, sys
+import jax, numpy as np
+from configs import default
+from blur_adv import train
+
+workdir = sys.argv[1]
+results, params = {}, {}
+for mode, devices in [("shard_map", 1), ("shard_map", 8), ("pmap", 8)]:
+  config = default.get_config("runlocal")
+  config.parallelism, config.num_devices = mode, devices
+  name = f"{mode}_{devices}"
+  state = train.train_and_evaluate(config, f"{workdir}/{name}")
+  results[name] = json.load(open(f"{workdir}/{name}/final_metrics.json"))
+  params[name] = state.params
+for name in params:
+  diffs = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), params["shard_map_1"], params[name])
+  results[name]["max_param_diff"] = max(jax.tree.leaves(diffs))
+print("RESULTS" + json.dumps(results))
+"""
+
+METRICS = ("eval/clean/accuracy", "eval/clean/loss", "train/loss", "train/accuracy",
+           "train/grad_norm")
+
+
+def test_pmap_and_shard_map_on_8_devices_match_one_device(tmp_path):
+  result = run_python(["-c", EQUIVALENCE_SCRIPT, str(tmp_path)], num_devices=8, timeout=400)
+  assert result.returncode == 0, result.stderr[-3000:]
+  results = json.loads(result.stdout.split("RESULTS")[-1])
+  single = results["shard_map_1"]
+  for name in ("shard_map_8", "pmap_8"):
+    assert results[name]["max_param_diff"] < 1e-5, name
+    for key in METRICS:
+      assert results[name][key] == pytest.approx(single[key], abs=1e-4), (name, key)
+
+
+def test_two_processes_match_one_process(tmp_path):
+  args = ["-m", "blur_adv.main", "--config=configs/default.py:runlocal"]
+  port = free_port()
+  procs = [start_python(args + [f"--workdir={tmp_path / 'two'}",
+                                f"--coordinator_address=127.0.0.1:{port}",
+                                "--num_processes=2", f"--process_id={i}"],
+                        log_path=tmp_path / f"process{i}.txt")
+           for i in range(2)]
+  one = run_python(args + [f"--workdir={tmp_path / 'one'}"], timeout=300)
+  assert one.returncode == 0, one.stderr[-3000:]
+  for i, proc in enumerate(procs):
+    assert proc.wait(timeout=300) == 0, (tmp_path / f"process{i}.txt").read_text()[-3000:]
+  with open(tmp_path / "one" / "final_metrics.json") as f:
+    expected = json.load(f)
+  with open(tmp_path / "two" / "final_metrics.json") as f:
+    got = json.load(f)
+  assert got["step"] == expected["step"] == 12
+  for key in METRICS:
+    assert got[key] == pytest.approx(expected[key], abs=1e-4), key
+  # Only process 0 writes TensorBoard events.
+  assert "Training 12 steps" not in (tmp_path / "process1.txt").read_text()
+  assert [f for f in os.listdir(tmp_path / "two") if f.startswith("events.out")]
