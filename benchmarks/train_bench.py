@@ -21,13 +21,18 @@ import ml_collections
 import numpy as np
 import optax
 
-from blur_adv import models, optim, parallel, trainers
+from blur_adv import adversarial_trainer, models, optim, parallel, trainers
+from configs import default
 
 
 def bench_config(args) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
+  config = ml_collections.ConfigDict(dict(
       model=args.model, model_kwargs={}, learning_rate=0.1, batch_size=args.batch_size,
       warmup_epochs=0.0, optimizer="sgd", momentum=0.9, weight_decay=5e-4, label_smoothing=0.0))
+  # The adversarial steps use the default experiment's adversary and budget.
+  config.budget = default.get_config().budget
+  config.adversary = default.get_config().adversary
+  return config
 
 
 def plain_step_fn(model, tx):
@@ -53,21 +58,32 @@ def make_runners(args):
   images = rng.random((args.batch_size, args.image_size, args.image_size, 3), np.float32)
   labels = rng.integers(0, 10, args.batch_size).astype(np.int32)
   trainer = trainers.standard_trainer(config, 10, total_steps=10_000, steps_per_epoch=100)
-  host_state = jax.device_get(trainer.init_state(jax.random.PRNGKey(0), images.shape[1:]))
   runners = {}
 
-  for mode in parallel.MODES:
+  def add(name, trainer, mode):
+    host_state = jax.device_get(trainer.init_state(jax.random.PRNGKey(0), images.shape[1:]))
     dp = parallel.DataParallel(mode, num_devices=1)
     step = dp.wrap_train_step(trainer.train_step)
-    batch = jax.block_until_ready(dp.shard_batch({"image": images, "label": labels}))
+    batch = jax.block_until_ready(dp.shard_batch(
+        {"image": images, "label": labels, "mask": np.ones(len(labels), bool)}))
     key = dp.put_rng(jax.random.PRNGKey(1))
     box = {"state": dp.replicate(host_state)}
 
-    def run(n, step=step, batch=batch, key=key, box=box):
+    def run(n):
       for _ in range(n):
         box["state"], metrics = step(box["state"], batch, key)
       jax.block_until_ready(metrics)
-    runners[f"blur_adv {mode}"] = run
+    runners[name] = run
+
+  for mode in parallel.MODES:
+    add(f"blur_adv {mode}", trainer, mode)
+  if args.adversarial:
+    for kind, k in [("network", None)] + [("pgd", k) for k in args.pgd_steps]:
+      adv_config = bench_config(args)
+      adv_config.adversary.kind = kind
+      adv_config.adversary.pgd_steps = k or 1
+      name = "adversarial network" if kind == "network" else f"adversarial PGD-{k}"
+      add(name, adversarial_trainer.adversarial_trainer(adv_config, 10, 10_000, 100), "shard_map")
 
   model = models.create_model(args.model, 10)
   tx = optim.create_optimizer(config, 10_000, 100)
@@ -92,6 +108,8 @@ def main():
   parser.add_argument("--image_size", type=int, default=32)
   parser.add_argument("--steps", type=int, default=5, help="Steps per timed round.")
   parser.add_argument("--rounds", type=int, default=5)
+  parser.add_argument("--adversarial", type=int, default=1, help="Also time adversarial steps.")
+  parser.add_argument("--pgd_steps", type=int, nargs="*", default=[1, 3])
   args = parser.parse_args()
 
   runners = make_runners(args)
@@ -121,6 +139,11 @@ def main():
     cpu = statistics.median(cpu_rates[name])
     print(f"| {name:<22} | {best:>10.1f} | {median:>12.1f} | {cpu:>9.1f} "
           f"| {best / best_plain:>13.3f} | {cpu / cpu_plain:>12.3f} | {compile_s[name]:>14.2f} |")
+  clean = "blur_adv shard_map"
+  for name in runners:
+    if name.startswith("adversarial"):
+      ratio = statistics.median(rates[clean]) / statistics.median(rates[name])
+      print(f"{name}: {ratio:.2f}x the clean step's time (median rounds)")
 
 if __name__ == "__main__":
   main()

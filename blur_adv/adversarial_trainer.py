@@ -2,7 +2,8 @@
 
 At every step the adversary proposes one kernel per example, the kernels are made admissible under
 the SSIM budget (blend with the identity, `budget.admissible_alpha`), the classifier descends on
-its cross-entropy over the batch (a `clean_fraction` of it left clean) and the adversary ascends on
+its cross-entropy over the batch (each example left clean with probability `clean_fraction`) and
+the adversary ascends on
 the same loss. Both gradients come from ONE backward pass: the blurred images go through a
 gradient-reversal identity, so the classifier's gradient and the negated adversary gradient fall
 out together. The adversary also pays a fidelity term `(ssim(x, blur(x, k)) - (1 - budget))^2` on
@@ -70,17 +71,28 @@ def _check_adversary_config(adv):
     raise ValueError(f"config.adversary.update_every must be >= 1, got {adv.update_every}")
 
 
+def example_keys(rng, local_batch):
+  """One key per example, from its index in the global batch.
+
+  Per-example randomness then does not depend on how the batch is split over devices and
+  processes, so 1 device, 8 devices and 2 hosts train identically.
+  """
+  first = lax.axis_index(DATA_AXIS) * local_batch
+  return jax.vmap(lambda i: jax.random.fold_in(rng, i))(first + jnp.arange(local_batch))
+
+
 def _propose_kernels(adv, adversary_model, adversary_params, classifier_logits, images, labels,
-                     budget, rng):
+                     budget, keys, attack_rng):
   """Raw (not yet admissible) kernels `(B, k, k)` from the configured kind of adversary."""
   batch = images.shape[0]
-  noise_rng, family_rng, attack_rng = jax.random.split(rng, 3)
   if adv.kind == "network":
-    noise = jax.random.normal(noise_rng, (batch, adv.noise_dim))
+    noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 0), (adv.noise_dim,)))(keys)
     kernels, _ = adversary_model.apply({"params": adversary_params}, images, noise)
     return kernels
-  # One family per example, drawn uniformly, for the non-learned kinds.
-  choice = jax.random.randint(family_rng, (batch,), 0, len(adv.families))
+  # One family per example, drawn uniformly, for the non-learned kinds. (Their random starts
+  # are drawn per device, so unlike the network they depend on the device count.)
+  choice = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 1), (), 0,
+                                                 len(adv.families)))(keys)
   candidates = []
   for i, family in enumerate(adv.families):
     key = jax.random.fold_in(attack_rng, i)
@@ -121,8 +133,11 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
 
   def train_step(state: TrainState, batch, rng):
     images, labels = batch["image"], batch["label"]
-    batch_size = images.shape[0]
-    adversarial = (jnp.arange(batch_size) >= round(adv.clean_fraction * batch_size))
+    keys = example_keys(rng, images.shape[0])
+    attack_rng = jax.random.fold_in(rng, lax.axis_index(DATA_AXIS))
+    # Each example is left clean with probability clean_fraction.
+    adversarial = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 2)))(
+        keys) >= adv.clean_fraction
     warm = state.step >= adv.warmup_steps  # before that: clean training, adversary idle
     use_blur = (adversarial & warm)[:, None, None, None]
 
@@ -132,7 +147,7 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
 
     def losses(params, adversary_params):
       raw = _propose_kernels(adv, adversary_model, adversary_params, eval_logits, images, labels,
-                             config.budget, rng)
+                             config.budget, keys, attack_rng)
       blurred_raw = blur_lib.blur(images, raw)
       alpha = budget_lib.admissible_alpha(images, blurred_raw, config.budget)
       a = alpha[:, None, None, None]

@@ -46,6 +46,12 @@ def logits_function(experiment, state):
   return jax.jit(lambda x: host.apply_fn(variables, x, train=False))
 
 
+def _inputs(experiment, state):
+  """What every robustness evaluator starts from: its settings, examples and classifier."""
+  images, labels = examples(experiment)
+  return experiment.config.robustness, images, labels, logits_function(experiment, state)
+
+
 def _batched_predictions(logits_fn, images, batch_size):
   return np.concatenate([np.asarray(jnp.argmax(logits_fn(images[i:i + batch_size]), -1))
                          for i in range(0, len(images), batch_size)])
@@ -60,9 +66,7 @@ def _attack_kwargs(rob):
 def corruption_accuracy(experiment, state, eval_step):
   """Accuracy per blur corruption and severity; CE/mCE when a baseline is known."""
   del eval_step
-  rob = experiment.config.robustness
-  images, labels = examples(experiment)
-  logits_fn = logits_function(experiment, state)
+  rob, images, labels, logits_fn = _inputs(experiment, state)
   table = rob.corruption_table or corruptions.default_table(images.shape)
   key = jax.random.PRNGKey(experiment.config.seed)
   out = {}
@@ -114,9 +118,7 @@ def _corruption_errors(errors, clean_error, baseline_eval, table):
 def worst_case(experiment, state, eval_step):
   """Worst-case accuracy per family and over all families, at every budget."""
   del eval_step
-  rob = experiment.config.robustness
-  images, labels = examples(experiment)
-  logits_fn = logits_function(experiment, state)
+  rob, images, labels, logits_fn = _inputs(experiment, state)
   key = jax.random.PRNGKey(experiment.config.seed + 1)
   out = {}
   for budget in rob.budgets:
@@ -141,9 +143,7 @@ def minimal_flip_budgets(logits_fn, images, labels, rob, key):
 def minimal_flip(experiment, state, eval_step):
   """Distribution of the minimal blur (SSIM budget) that flips each example's prediction."""
   del eval_step
-  rob = experiment.config.robustness
-  images, labels = examples(experiment)
-  logits_fn = logits_function(experiment, state)
+  rob, images, labels, logits_fn = _inputs(experiment, state)
   overall, _ = minimal_flip_budgets(logits_fn, images, labels, rob,
                                     jax.random.PRNGKey(experiment.config.seed + 2))
   accuracies, area = attacks.accuracy_vs_budget(overall, CURVE_BUDGETS)
