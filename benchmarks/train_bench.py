@@ -12,7 +12,9 @@ cores), the ratios of both to the plain step, and the first-call (compile +
 run) time.
 """
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import jax
@@ -22,7 +24,9 @@ import numpy as np
 import optax
 
 from blur_adv import adversarial_trainer, models, optim, parallel, trainers
-from configs import default
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def bench_config(args) -> ml_collections.ConfigDict:
@@ -87,6 +91,8 @@ def make_runners(args):
 
   model = models.create_model(args.model, 10)
   tx = optim.create_optimizer(config, 10_000, 100)
+  # The plain step starts from the same initial parameters as the registry trainer.
+  host_state = jax.device_get(trainer.init_state(jax.random.PRNGKey(0), images.shape[1:]))
   plain = plain_step_fn(model, tx)
   params, stats = jax.device_put((host_state.params, host_state.batch_stats))
   box = {"vars": (params, stats, tx.init(params))}

@@ -3,10 +3,9 @@
 At every step the adversary proposes one kernel per example, the kernels are made admissible under
 the SSIM budget (blend with the identity, `budget.admissible_alpha`), the classifier descends on
 its cross-entropy over the batch (each example left clean with probability `clean_fraction`) and
-the adversary ascends on
-the same loss. Both gradients come from ONE backward pass: the blurred images go through a
-gradient-reversal identity, so the classifier's gradient and the negated adversary gradient fall
-out together. The adversary also pays a fidelity term `(ssim(x, blur(x, k)) - (1 - budget))^2` on
+the adversary ascends on the same loss. Both gradients come from ONE backward pass: the blurred
+images go through a gradient-reversal identity, so the classifier's gradient and the negated
+adversary gradient fall out together. The adversary also pays a fidelity term `(ssim(x, blur(x, k)) - (1 - budget))^2` on
 its raw kernels, which keeps its proposals near the budget boundary instead of leaning on the
 projection (which would otherwise flatten its gradient once every kernel is clipped).
 
@@ -83,27 +82,29 @@ def example_keys(rng, local_batch):
 
 def _propose_kernels(adv, adversary_model, adversary_params, classifier_logits, images, labels,
                      budget, keys, attack_rng):
-  """Raw (not yet admissible) kernels `(B, k, k)` from the configured kind of adversary."""
+  """Raw (not yet admissible) kernels `(B, k, k)` from the configured kind of adversary.
+
+  The network's proposals depend only on each example's key; the random starts of "pgd" and
+  "random" are drawn per device, so those kinds depend on how the batch is split.
+  """
   batch = images.shape[0]
   if adv.kind == "network":
     noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 0), (adv.noise_dim,)))(keys)
     kernels, _ = adversary_model.apply({"params": adversary_params}, images, noise)
     return kernels
-  # One family per example, drawn uniformly, for the non-learned kinds. (Their random starts
-  # are drawn per device, so unlike the network they depend on the device count.)
-  choice = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 1), (), 0,
-                                                 len(adv.families)))(keys)
-  candidates = []
-  for i, family in enumerate(adv.families):
-    key = jax.random.fold_in(attack_rng, i)
+  # The non-learned kinds draw one family per step (the same on every device), so a PGD step
+  # costs one attack; lax.switch runs only the drawn family's branch.
+  family_index = jax.random.randint(attack_rng, (), 0, len(adv.families))
+
+  def propose(family):
     if adv.kind == "random":
-      candidates.append(family_params.random_kernels(key, family, batch, adv.kernel_size))
-    else:
-      result = attacks.attack(classifier_logits, images, labels, budget, key, family=family,
-                              size=adv.kernel_size, steps=adv.pgd_steps)
-      candidates.append(result.kernels)
-  stacked = jnp.stack(candidates, axis=1)
-  return lax.stop_gradient(jnp.take_along_axis(stacked, choice[:, None, None, None], axis=1)[:, 0])
+      return lambda: family_params.random_kernels(attack_rng, family, batch, adv.kernel_size)
+    return lambda: attacks.attack(classifier_logits, images, labels, budget, attack_rng,
+                                  family=family, size=adv.kernel_size,
+                                  steps=adv.pgd_steps).kernels
+
+  kernels = lax.switch(family_index, [propose(family) for family in adv.families])
+  return lax.stop_gradient(kernels)
 
 
 @TRAINERS.register("adversarial")
@@ -134,7 +135,7 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
   def train_step(state: TrainState, batch, rng):
     images, labels = batch["image"], batch["label"]
     keys = example_keys(rng, images.shape[0])
-    attack_rng = jax.random.fold_in(rng, lax.axis_index(DATA_AXIS))
+    attack_rng = jax.random.fold_in(rng, 3)
     # Each example is left clean with probability clean_fraction.
     adversarial = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 2)))(
         keys) >= adv.clean_fraction
