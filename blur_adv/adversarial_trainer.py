@@ -28,7 +28,7 @@ from blur_adv import family_params
 from blur_adv import blur as blur_lib
 from blur_adv import budget as budget_lib
 from blur_adv import metrics as blur_metrics
-from blur_adv import config_checks, models, optim
+from blur_adv import config_checks, defense
 from blur_adv.parallel import DATA_AXIS
 from blur_adv.trainers import (TRAINERS, TrainState, Trainer, classifier_eval_step,
                                cross_entropy, sum_over_devices)
@@ -70,16 +70,6 @@ def _check_adversary_config(adv):
     raise ValueError(f"config.adversary.update_every must be >= 1, got {adv.update_every}")
 
 
-def example_keys(rng, local_batch):
-  """One key per example, from its index in the global batch.
-
-  Per-example randomness then does not depend on how the batch is split over devices and
-  processes, so 1 device, 8 devices and 2 hosts train identically.
-  """
-  first = lax.axis_index(DATA_AXIS) * local_batch
-  return jax.vmap(lambda i: jax.random.fold_in(rng, i))(first + jnp.arange(local_batch))
-
-
 def _propose_kernels(adv, adversary_model, adversary_params, classifier_logits, images, labels,
                      budget, keys, attack_rng):
   """Raw (not yet admissible) kernels `(B, k, k)` from the configured kind of adversary.
@@ -113,9 +103,8 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
   """Classifier + blur adversary trained jointly (see module docstring)."""
   adv = config.adversary
   _check_adversary_config(adv)
-  model = models.create_model(config.model, num_classes, bn_axis_name=DATA_AXIS,
-                              **config.model_kwargs)
-  tx = optim.create_optimizer(config, total_steps, steps_per_epoch)
+  model = defense.create_model(config, num_classes)
+  tx = defense.create_optimizer(config, total_steps, steps_per_epoch)
   adversary_model = adversary_lib.KernelAdversary(
       kernel_size=adv.kernel_size, families=tuple(adv.families), features=adv.features)
   adversary_tx = optax.adam(adv.learning_rate)
@@ -133,8 +122,9 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
                "adversary_opt_state": adversary_tx.init(adversary_params)})
 
   def train_step(state: TrainState, batch, rng):
-    images, labels = batch["image"], batch["label"]
-    keys = example_keys(rng, images.shape[0])
+    labels = batch["label"]
+    keys = defense.example_keys(rng, labels.shape[0])
+    images = defense.augment_images(config, keys, batch["image"])  # Identity unless configured.
     attack_rng = jax.random.fold_in(rng, 3)
     # Each example is left clean with probability clean_fraction.
     adversarial = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 2)))(

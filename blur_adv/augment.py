@@ -73,7 +73,7 @@ def default_ranges(size, families=tuple(_BASE_RANGES)):
   return ranges
 
 
-def _resolve_ranges(size, families, ranges):
+def resolve_ranges(size, families, ranges):
   """Defaults overridden by `ranges`, checked: every parameter present, 0 <= low <= high."""
   resolved = default_ranges(size, families)
   for family, params in (ranges or {}).items():
@@ -108,7 +108,7 @@ def random_kernels(rng, batch, size, families=DEFAULT_FAMILIES, ranges=None, fam
   _check_size(size)
   families = tuple(families)
   _check_families(families)
-  resolved = _resolve_ranges(size, families, ranges)
+  resolved = resolve_ranges(size, families, ranges)
   if family_weights is None:
     family_weights = np.ones(len(families))
   family_weights = np.asarray(family_weights, np.float64)

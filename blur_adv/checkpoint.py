@@ -52,6 +52,19 @@ class Checkpointer:
     return Restored(state, np.asarray(restored["state"]["rng"]),
                     int(restored["data"]["position"]))
 
+  def restore_latest_raw(self) -> dict | None:
+    """The newest checkpoint's state tree as saved (nested dicts of arrays), or None.
+
+    For reading another run's checkpoint whose train state has a different structure (e.g. a
+    classifier trained by another trainer, to fine-tune from).
+    """
+    step = self._manager.latest_step()
+    if step is None:
+      return None
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore()))
+    return restored["state"]
+
   def wait(self):
     self._manager.wait_until_finished()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 import os
 
-from blur_adv import data, evaluators, models, optim, parallel, trainers
+from blur_adv import data, evaluators, models, optim, parallel
 
 # Fields every experiment config defines (see configs/default.py).
 CORE_FIELDS = frozenset({
@@ -16,12 +16,16 @@ CORE_FIELDS = frozenset({
     "evaluators",
 })
 _EXTRA_FIELDS: set[str] = set()
+_VALIDATORS: list = []
 
 
-def register_fields(*names: str):
+def register_fields(*names: str, validator=None):
   """Lets a module that registers a trainer or evaluator own extra top-level config fields
-  (e.g. `config.adversary`); anything else unknown is reported as a typo."""
+  (e.g. `config.adversary`); anything else unknown is reported as a typo. `validator(config)`,
+  if given, checks those fields in `validate` (raising `ConfigError` through `fail`)."""
   _EXTRA_FIELDS.update(names)
+  if validator is not None and (names, validator) not in _VALIDATORS:
+    _VALIDATORS.append((names, validator))
 
 
 def known_fields() -> frozenset[str]:
@@ -32,7 +36,8 @@ class ConfigError(ValueError):
   """A config field has a bad value."""
 
 
-def _fail(field: str, value, why: str):
+def fail(field: str, value, why: str):
+  """Raises the one-line `ConfigError` naming `config.<field>`, its value and what is wrong."""
   raise ConfigError(f"config.{field}={value!r}: {why}")
 
 
@@ -41,11 +46,13 @@ def _positive_int(config, field: str, allow_none: bool = False):
   if value is None and allow_none:
     return
   if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-    _fail(field, value, "must be a positive integer.")
+    fail(field, value, "must be a positive integer.")
 
 
 def validate(config, num_devices: int | None = None, process_count: int = 1):
   """Checks names, ranges and divisibility without touching data or devices."""
+  # Imported here: trainers import modules that register their fields with this one.
+  from blur_adv import trainers  # pylint: disable=g-import-not-at-top
   known = known_fields()
   for field in config.keys():
     if field not in known:
@@ -57,29 +64,29 @@ def validate(config, num_devices: int | None = None, process_count: int = 1):
     raise ConfigError(f"Config lacks field(s) {', '.join('config.' + m for m in missing)}.")
 
   if config.model not in models.MODELS:
-    _fail("model", config.model, f"unknown model; known: {', '.join(models.MODELS.names())}.")
+    fail("model", config.model, f"unknown model; known: {', '.join(models.MODELS.names())}.")
   if config.trainer not in trainers.TRAINERS:
-    _fail("trainer", config.trainer,
+    fail("trainer", config.trainer,
           f"unknown trainer; known: {', '.join(trainers.TRAINERS.names())}.")
   if config.parallelism not in parallel.MODES:
-    _fail("parallelism", config.parallelism, f"must be one of {parallel.MODES}.")
+    fail("parallelism", config.parallelism, f"must be one of {parallel.MODES}.")
   if config.optimizer not in optim.OPTIMIZERS:
-    _fail("optimizer", config.optimizer, f"must be one of {optim.OPTIMIZERS}.")
+    fail("optimizer", config.optimizer, f"must be one of {optim.OPTIMIZERS}.")
   if config.augment not in data.AUGMENTATIONS:
-    _fail("augment", config.augment, f"must be one of {tuple(data.AUGMENTATIONS)}.")
+    fail("augment", config.augment, f"must be one of {tuple(data.AUGMENTATIONS)}.")
   if not isinstance(config.dataset, str) or not config.dataset:
-    _fail("dataset", config.dataset, "must be 'digits', 'folder:PATH' or a TFDS name.")
+    fail("dataset", config.dataset, "must be 'digits', 'folder:PATH' or a TFDS name.")
   if config.dataset.startswith("folder:") and not os.path.isdir(config.dataset[len("folder:"):]):
-    _fail("dataset", config.dataset, "no such directory.")
+    fail("dataset", config.dataset, "no such directory.")
   for field in ("train_split", "eval_split"):
     try:
       data.parse_split(config[field], 100)
     except ValueError:
-      _fail(field, config[field], "expected e.g. 'train', 'train[:90%]' or 'test[100:]'.")
+      fail(field, config[field], "expected e.g. 'train', 'train[:90%]' or 'test[100:]'.")
 
   budget = config.budget
   if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget <= 1:
-    _fail("budget", budget, "the SSIM budget must be a number in (0, 1].")
+    fail("budget", budget, "the SSIM budget must be a number in (0, 1].")
 
   for field in ("image_size", "batch_size", "eval_batch_size", "log_every_steps",
                 "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
@@ -87,16 +94,19 @@ def validate(config, num_devices: int | None = None, process_count: int = 1):
   _positive_int(config, "num_train_steps", allow_none=True)
   _positive_int(config, "num_devices", allow_none=True)
   if config.num_train_steps is None and not config.num_epochs > 0:
-    _fail("num_epochs", config.num_epochs, "must be positive when num_train_steps is unset.")
+    fail("num_epochs", config.num_epochs, "must be positive when num_train_steps is unset.")
   if config.learning_rate <= 0:
-    _fail("learning_rate", config.learning_rate, "must be positive.")
+    fail("learning_rate", config.learning_rate, "must be positive.")
 
   for field in ("batch_size", "eval_batch_size"):
     if num_devices and config[field] % num_devices:
-      _fail(field, config[field], f"must be divisible by the {num_devices} devices in use.")
+      fail(field, config[field], f"must be divisible by the {num_devices} devices in use.")
     if config[field] % process_count:
-      _fail(field, config[field], f"must be divisible by the {process_count} processes.")
+      fail(field, config[field], f"must be divisible by the {process_count} processes.")
   if isinstance(config.evaluators, str) or not all(
       name in evaluators.EVALUATORS for name in config.evaluators):
-    _fail("evaluators", config.evaluators,
+    fail("evaluators", config.evaluators,
           f"must be a tuple of names from {evaluators.EVALUATORS.names()}.")
+  for names, validator in _VALIDATORS:
+    if all(name in config for name in names):  # Sections are optional where their owner allows.
+      validator(config)

@@ -248,7 +248,11 @@ def estimate_gaussian_sigma(images, reblur_sigma=0.5, max_sigma=4.0, edge_thresh
 
 
 def _blind_kernels(images, max_sigma, estimate_options):
-  sigma = estimate_gaussian_sigma(images, max_sigma=max_sigma, **estimate_options)
+  # Gradients flow through the deconvolution but not the kernel estimate: the estimate is a
+  # weighted median of edge ratios (piecewise constant, with sqrt(0) at flat images), whose
+  # derivative is zero or undefined. Attacks on a blind front-end thus see it as linear.
+  sigma = lax.stop_gradient(
+      estimate_gaussian_sigma(images, max_sigma=max_sigma, **estimate_options))
   _, height, width, _ = images.shape
   # Large enough for 3 max_sigma, small enough for `blur`'s limit on the image size.
   size = min(2 * math.ceil(3 * max_sigma) + 1, 2 * (min(height, width) - 1) - 1)

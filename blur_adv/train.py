@@ -18,7 +18,7 @@ from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 from jax.experimental import multihost_utils
 
-from blur_adv import evaluators, experiment as experiment_lib
+from blur_adv import defense, evaluators, experiment as experiment_lib
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -84,6 +84,8 @@ def train_and_evaluate(config, workdir: str) -> Any:
   if restored is not None:
     host_state, train_rng, position = restored
     logging.info("Resumed from step %d (data position %d).", int(host_state.step), position)
+  else:  # A fresh run: fine-tuning source and front-end pre-training (config.defense).
+    host_state = defense.prepare_initial_state(config, host_state, exp.train_source, train_rng)
   start_step = int(host_state.step)
   parameter_overview.log_parameter_overview(host_state.params)
   logging.info("Training %d steps (%d per epoch) on %d device(s), %s, global batch %d.",

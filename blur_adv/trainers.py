@@ -19,7 +19,7 @@ from clu import metrics
 from flax.training import train_state
 from jax import lax
 
-from blur_adv import models, optim
+from blur_adv import deblur, defense
 from blur_adv.parallel import DATA_AXIS
 from blur_adv.registry import Registry
 
@@ -78,12 +78,29 @@ def classifier_eval_step(state: TrainState, batch) -> EvalMetrics:
       mask=batch["mask"]))
 
 
+def supervised_loss(logits, labels, consistency_weight=0.0, label_smoothing=0.0):
+  """Mean cross-entropy, plus the weighted blur-consistency term when there are two views.
+
+  With `consistency_weight` > 0, `logits` stacks the clean-view and blurred-view predictions of
+  the same examples, `(2B, classes)`: the cross-entropy averages over both views and the
+  Jensen-Shannon divergence between them is added. Returns `(loss, per-example cross-entropy,
+  logits)` of the first view, for metrics.
+  """
+  if consistency_weight <= 0:
+    per_example = cross_entropy(logits, labels, label_smoothing)
+    return per_example.mean(), per_example, logits
+  per_example = cross_entropy(logits, jnp.concatenate([labels, labels]), label_smoothing)
+  first, second = jnp.split(logits, 2)
+  loss = per_example.mean() + consistency_weight * deblur.consistency_loss(first, second)
+  return loss, per_example[:len(labels)], first
+
+
 @TRAINERS.register("standard")
 def standard_trainer(config, num_classes: int, total_steps: int, steps_per_epoch: int) -> Trainer:
-  """Supervised training with softmax cross-entropy."""
-  model = models.create_model(config.model, num_classes, bn_axis_name=DATA_AXIS,
-                              **config.model_kwargs)
-  tx = optim.create_optimizer(config, total_steps, steps_per_epoch)
+  """Supervised training with softmax cross-entropy, plus the `config.defense` options."""
+  model = defense.create_model(config, num_classes)
+  tx = defense.create_optimizer(config, total_steps, steps_per_epoch)
+  consistency_weight = defense.settings(config).consistency_weight
 
   def init_state(rng, image_shape):
     variables = model.init(rng, jnp.zeros((1,) + tuple(image_shape), jnp.float32), train=False)
@@ -91,14 +108,18 @@ def standard_trainer(config, num_classes: int, total_steps: int, steps_per_epoch
                              batch_stats=variables.get("batch_stats", {}))
 
   def train_step(state: TrainState, batch, rng):
-    del rng  # No stochastic layers; kept for the common step signature.
+    keys = defense.example_keys(rng, batch["image"].shape[0])
+    images = defense.augment_images(config, keys, batch["image"])
+    if consistency_weight > 0:  # One pass over both views; BatchNorm sees them together.
+      images = jnp.concatenate([images, defense.blurred_view(config, keys, batch["image"])])
 
     def loss_fn(params):
       logits, updates = state.apply_fn(
-          {"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
+          {"params": params, "batch_stats": state.batch_stats}, images, train=True,
           mutable=["batch_stats"])
-      per_example = cross_entropy(logits, batch["label"], config.label_smoothing)
-      return per_example.mean(), (per_example, logits, updates["batch_stats"])
+      loss, per_example, logits = supervised_loss(logits, batch["label"], consistency_weight,
+                                                  config.label_smoothing)
+      return loss, (per_example, logits, updates["batch_stats"])
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
     grads, (per_example, logits, batch_stats) = grad_fn(state.params)

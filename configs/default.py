@@ -10,6 +10,7 @@ This file is the whole experiment; variants import it and override fields.
 """
 import ml_collections
 
+from blur_adv import defense
 from blur_adv.family_params import FAMILIES  # Every kernel family the attacks know.
 
 
@@ -44,6 +45,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.adversary.update_every = 1  # Adversary steps per classifier step: 1 / update_every.
   config.adversary.warmup_steps = 0  # Clean training first.
   config.adversary.pgd_steps = 5  # K, for kind 'pgd'.
+
+  # Defenses, all off here (see blur_adv/defense.py): blur augmentation (augment_*), a deblurring
+  # front-end before the classifier (front_end: none | unsharp | wiener | richardson_lucy | unet),
+  # the blur-consistency loss (consistency_weight) and fine-tuning from a run (init_from).
+  config.defense = defense.default_settings()
 
   # Robustness evaluation (evaluators 'corruptions', 'worst_case', 'minimal_flip').
   config.robustness = ml_collections.ConfigDict()

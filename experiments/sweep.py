@@ -3,10 +3,13 @@
   python experiments/sweep.py --sweep=budget --config=configs/default.py --out=sweeps/budget
   python experiments/sweep.py --sweep=defense --config=configs/cifar10.py:folder --out=... --launch=print
   python experiments/sweep.py --sweep=adversary --config=configs/default.py:runlocal --out=...
+  python experiments/sweep.py --sweep=defense --only=standard,augmentation ...  # a subset
 
 Each run is `python -m blur_adv.main` then `python -m blur_adv.evaluate` with the sweep's config
 overrides, in its own workdir `OUT/<run name>`; finished runs (an eval.json present) are skipped,
-so an interrupted sweep resumes. `--launch=print` prints the commands instead (one line per run,
+so an interrupted sweep resumes (and a killed run resumes from its checkpoint). `--launch=inline`
+runs them in this process instead of subprocesses (no start-up per run; used by the tests).
+`--launch=print` prints the commands instead (one line per run,
 for a cluster scheduler) and, once the runs are done, `--launch=collect` gathers the results.
 Results go to `OUT/results.csv` (every number of every eval.json, flattened), `OUT/results.md`
 (the headline columns) and `OUT/<metric>.png` plots against the swept setting.
@@ -33,13 +36,14 @@ SWEEPS = {
                  + [(f"adversary_{k}", {"adversary.kind": k}) for k in ("network", "pgd", "random")],
     "inner_steps": [(f"pgd_{k}", {"adversary.kind": "pgd", "adversary.pgd_steps": k})
                     for k in (1, 3, 5, 10)],
-    # Defenses wired into training so far; augmentation, deblurring front-ends and the
-    # consistency loss exist as functions (blur_adv/augment.py, deblur.py) but not yet as configs.
+    # Each defense alone (see blur_adv/defense.py); the adversary is the default network kind.
     "defense": [
         ("standard", {"trainer": "standard"}),
-        ("random_kernels_at_budget", {"adversary.kind": "random"}),
+        ("augmentation", {"trainer": "standard", "defense.augment_probability": 0.5}),
         ("adversarial_network", {"adversary.kind": "network"}),
-        ("adversarial_pgd", {"adversary.kind": "pgd"}),
+        ("deblur_wiener", {"trainer": "standard", "defense.front_end": "wiener"}),
+        ("deblur_unet", {"trainer": "standard", "defense.front_end": "unet"}),
+        ("consistency", {"trainer": "standard", "defense.consistency_weight": 1.0}),
     ],
 }
 
@@ -56,8 +60,10 @@ HEADLINE = (
 _SWEEP = flags.DEFINE_enum("sweep", None, sorted(SWEEPS), "Which ablation.")
 _CONFIG = flags.DEFINE_string("config", "configs/default.py", "Base config (file[:arg]).")
 _OUT = flags.DEFINE_string("out", None, "Directory holding one workdir per run and the results.")
-_LAUNCH = flags.DEFINE_enum("launch", "local", ["local", "print", "collect"],
-                            "Run here one after another, print the commands, or only collect.")
+_LAUNCH = flags.DEFINE_enum("launch", "local", ["local", "inline", "print", "collect"],
+                            "Run here one after another (subprocesses or in this process), "
+                            "print the commands, or only collect.")
+_ONLY = flags.DEFINE_list("only", None, "Run names of the sweep to keep (default: all).")
 _EXTRA = flags.DEFINE_multi_string("override", [], "Extra `field=value` for every run.")
 
 
@@ -76,6 +82,44 @@ def run_commands(config, workdir, overrides, extra=()):
   common = [f"--config={config}", f"--workdir={workdir}"] + flags_
   return ([sys.executable, "-m", "blur_adv.main"] + common,
           [sys.executable, "-m", "blur_adv.evaluate"] + common + [_flag("evaluators", EVALUATORS)])
+
+
+def load_config(config_arg, overrides, extra=()):
+  """The config `run_commands` describes, built in this process (for `--launch=inline`)."""
+  import ast  # pylint: disable=g-import-not-at-top
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  path, _, arg = config_arg.partition(":")
+  if os.getcwd() not in sys.path:
+    sys.path.insert(0, os.getcwd())  # Configs import `configs.*` from the repository root.
+  spec = importlib.util.spec_from_file_location("sweep_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg or None)
+  values = dict(overrides)
+  for item in extra:
+    field, _, text = item.partition("=")
+    try:
+      values[field] = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      values[field] = text  # A bare string, as on the command line.
+  for field, value in values.items():
+    *parents, leaf = field.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    if leaf not in node:
+      raise ValueError(f"Sweep override of unknown config field config.{field}")
+    node[leaf] = value
+  return config
+
+
+def run_inline(config_arg, workdir, overrides, extra=()):
+  """Trains then evaluates one run in this process, like the two commands of `run_commands`."""
+  from blur_adv import evaluate, train  # pylint: disable=g-import-not-at-top
+  config = load_config(config_arg, overrides, extra)
+  train.train_and_evaluate(config, workdir)
+  config.evaluators = EVALUATORS
+  evaluate.evaluate_checkpoint(config, workdir)
 
 
 def flatten(tree, prefix=""):
@@ -147,16 +191,27 @@ def main(argv):
   if not _SWEEP.value or not _OUT.value:
     raise app.UsageError("--sweep and --out are required")
   runs = SWEEPS[_SWEEP.value]
+  if _ONLY.value:
+    unknown = set(_ONLY.value) - {name for name, _ in runs}
+    if unknown:
+      raise app.UsageError(f"--only: no run(s) {sorted(unknown)} in sweep {_SWEEP.value!r}; "
+                           f"runs: {[name for name, _ in runs]}")
+    runs = [(name, overrides) for name, overrides in runs if name in _ONLY.value]
   os.makedirs(_OUT.value, exist_ok=True)
   for name, overrides in runs:
     workdir = os.path.join(_OUT.value, name)
     commands = run_commands(_CONFIG.value, workdir, overrides, _EXTRA.value)
     if _LAUNCH.value == "print":
       print(" && ".join(shlex.join(c) for c in commands))
-    elif _LAUNCH.value == "local" and not os.path.exists(os.path.join(workdir, "eval.json")):
+    elif os.path.exists(os.path.join(workdir, "eval.json")) or _LAUNCH.value == "collect":
+      continue
+    elif _LAUNCH.value == "local":
       for command in commands:
         print("+", shlex.join(command), flush=True)
         subprocess.run(command, check=True)
+    else:
+      print("+ inline", name, overrides, flush=True)
+      run_inline(_CONFIG.value, workdir, overrides, _EXTRA.value)
   if _LAUNCH.value == "print":
     return
   rows = collect(_OUT.value, runs)

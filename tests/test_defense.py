@@ -1,0 +1,166 @@
+"""Defenses from `config.defense`: augmentation, deblurring front-ends, consistency, init_from."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.ndimage
+
+from blur_adv import augment, config_checks, deblur, defense, experiment, models, train, trainers
+from configs import default
+
+
+def _tiny(**overrides):
+  config = default.get_config("runlocal")
+  config.trainer = "standard"
+  config.num_train_steps = 3
+  config.evaluators = ("clean",)
+  for field, value in overrides.items():
+    *parents, leaf = field.split("__")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
+def _images(batch=6, size=16, seed=0):
+  return jax.random.uniform(jax.random.PRNGKey(seed), (batch, size, size, 3))
+
+
+def test_random_blur_uses_each_examples_own_kernel_and_probability():
+  d = defense.default_settings()
+  images = _images()
+  keys = jax.random.split(jax.random.PRNGKey(1), len(images))
+  out = np.asarray(defense.random_blur(d, keys, images, 1.0))
+  for i, key in enumerate(keys):
+    kernel = np.asarray(augment.random_kernels(jax.random.fold_in(key, 0), 1, 7,
+                                               d.augment_families)[0])
+    expected = np.stack([scipy.ndimage.convolve(np.asarray(images[i, ..., c]), kernel[::-1, ::-1],
+                                                mode="mirror") for c in range(3)], -1)
+    np.testing.assert_allclose(out[i], expected, atol=2e-5)
+  # Example i's result depends on its key only, not on the rest of the batch (device count).
+  alone = defense.random_blur(d, keys[2:3], images[2:3], 0.5)
+  np.testing.assert_allclose(defense.random_blur(d, keys, images, 0.5)[2], alone[0], atol=1e-6)
+  np.testing.assert_array_equal(defense.random_blur(d, keys, images, 0.0), images)
+  # Probability p blurs about a share p of the examples.
+  many = _images(batch=400, size=8)
+  keys = jax.random.split(jax.random.PRNGKey(2), len(many))
+  changed = np.abs(np.asarray(defense.random_blur(d, keys, many, 0.3) - many)).max((1, 2, 3)) > 0
+  assert 0.22 < changed.mean() < 0.38
+
+
+def test_front_end_model_is_the_classifier_after_deblurring():
+  config = _tiny(defense__front_end="wiener")
+  config.defense.front_end_options = {"nsr": 0.05}
+  model = defense.create_model(config, 10)
+  images = _images(batch=2, size=32)
+  variables = model.init(jax.random.PRNGKey(0), images)
+  classifier = models.create_model(config.model, 10, **config.model_kwargs)
+  expected = classifier.apply({"params": variables["params"]["classifier"],
+                               "batch_stats": variables["batch_stats"]["classifier"]},
+                              deblur.blind_wiener(images, nsr=0.05))
+  np.testing.assert_allclose(model.apply(variables, images), expected, rtol=1e-5, atol=1e-5)
+  # Attacks differentiate through the front-end: gradients w.r.t. the input are finite.
+  grad = jax.grad(lambda x: model.apply(variables, x).sum())(images)
+  assert np.isfinite(np.asarray(grad)).all() and np.abs(np.asarray(grad)).max() > 0
+
+
+def test_supervised_loss_adds_the_weighted_consistency_term():
+  logits = jax.random.normal(jax.random.PRNGKey(0), (8, 5))
+  labels = jnp.array([0, 1, 2, 3])
+  loss, per_example, first = trainers.supervised_loss(logits, labels, consistency_weight=0.7)
+  log_p = np.asarray(jax.nn.log_softmax(logits))
+  ce = -log_p[np.arange(8), np.concatenate([labels, labels])]
+  p, q = np.exp(log_p[:4]), np.exp(log_p[4:])
+  m = (p + q) / 2
+  js = 0.5 * (p * np.log(p / m)).sum(-1) + 0.5 * (q * np.log(q / m)).sum(-1)
+  np.testing.assert_allclose(loss, ce.mean() + 0.7 * js.mean(), rtol=1e-5)
+  np.testing.assert_allclose(per_example, ce[:4], rtol=1e-5)
+  np.testing.assert_array_equal(first, logits[:4])
+  plain, _, _ = trainers.supervised_loss(logits[:4], labels)
+  np.testing.assert_allclose(plain, ce[:4].mean(), rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory):
+  """A tiny standard run to fine-tune from."""
+  workdir = str(tmp_path_factory.mktemp("source"))
+  return train.train_and_evaluate(_tiny(), workdir), workdir
+
+
+def test_init_from_loads_the_source_classifier_plain_or_behind_a_front_end(source_run, tmp_path):
+  source, workdir = source_run
+  for front_end in ("none", "unsharp"):
+    config = _tiny(defense__init_from=workdir, defense__front_end=front_end,
+                   defense__augment_probability=0.5)
+    exp = experiment.setup(config, str(tmp_path / front_end))
+    state = defense.prepare_initial_state(config, exp.init_state, exp.train_source, exp.train_rng)
+    params = state.params if front_end == "none" else state.params["classifier"]
+    for a, b in zip(jax.tree.leaves(source.params), jax.tree.leaves(params)):
+      np.testing.assert_array_equal(a, b)
+    assert int(state.step) == 0
+  # The fine-tuning run itself trains from there.
+  tuned = train.train_and_evaluate(config, str(tmp_path / "unsharp"))
+  assert int(tuned.step) == 3
+
+
+def test_init_from_a_different_model_names_the_field(source_run, tmp_path):
+  _, workdir = source_run
+  config = _tiny(defense__init_from=workdir)
+  config.model_kwargs = {"width": 4}
+  exp = experiment.setup(config, str(tmp_path))
+  with pytest.raises(config_checks.ConfigError, match="defense.init_from"):
+    defense.prepare_initial_state(config, exp.init_state, exp.train_source, exp.train_rng)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainable", [False, True])
+def test_unet_front_end_is_pretrained_then_frozen_or_fine_tuned(trainable, tmp_path):
+  config = _tiny(defense__front_end="unet", defense__unet_pretrain_steps=3,
+                 defense__unet_pretrain_examples=64, defense__unet_features=(4, 8),
+                 defense__unet_trainable=trainable)
+  exp = experiment.setup(config, str(tmp_path / "probe"))
+  pretrained = defense.prepare_initial_state(config, exp.init_state, exp.train_source,
+                                             exp.train_rng).params["front_end"]
+  moved = [np.abs(a - b).max() for a, b in zip(jax.tree.leaves(pretrained),
+                                              jax.tree.leaves(exp.init_state.params["front_end"]))]
+  assert max(moved) > 0  # Pre-training changed the U-Net.
+  final = train.train_and_evaluate(config, str(tmp_path / "run")).params["front_end"]
+  changed = max(np.abs(a - b).max() for a, b in zip(jax.tree.leaves(final),
+                                                   jax.tree.leaves(pretrained)))
+  assert (changed > 0) == trainable
+
+
+def test_consistency_and_augmentation_runs_train(tmp_path):
+  config = _tiny(defense__consistency_weight=1.0, defense__augment_probability=0.5)
+  state = train.train_and_evaluate(config, str(tmp_path))
+  assert int(state.step) == 3
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("augment_probability", 1.5, "config.defense.augment_probability=1.5"),
+    ("front_end", "sharpen", "config.defense.front_end='sharpen'"),
+    ("augment_families", ("gaussian", "blob"), "unknown family 'blob'"),
+    ("augment_kernel_size", 4, "odd int"),
+    ("consistency_weight", -1.0, "config.defense.consistency_weight"),
+    ("unet_pretrain_steps", -2, "config.defense.unet_pretrain_steps"),
+    ("init_from", "/nonexistent/run", "config.defense.init_from"),
+])
+def test_bad_defense_settings_are_named(field, value, message):
+  config = _tiny(**{f"defense__{field}": value})
+  with pytest.raises(config_checks.ConfigError, match=message.replace("(", r"\(").replace(
+      "[", r"\[")):
+    config_checks.validate(config)
+
+
+def test_consistency_needs_the_standard_trainer_and_unknown_defense_fields_are_named():
+  config = _tiny(defense__consistency_weight=1.0)
+  config.trainer = "adversarial"
+  with pytest.raises(config_checks.ConfigError, match="trainer 'standard' only"):
+    config_checks.validate(config)
+  config = _tiny()
+  config.defense.front_ends = "wiener"
+  with pytest.raises(config_checks.ConfigError, match="config.defense.front_ends"):
+    config_checks.validate(config)

@@ -1,0 +1,85 @@
+"""experiments/sweep.py: every run of every sweep is a valid config, and every sweep runs end to end
+(train, evaluate, collect, plot) on the default config with tiny settings."""
+
+import csv
+import importlib.util
+import os
+
+import pytest
+
+from blur_adv import config_checks, experiment  # pylint: disable=unused-import  (registrations)
+from conftest import REPO, run_python
+
+_spec = importlib.util.spec_from_file_location("sweep", os.path.join(REPO, "experiments",
+                                                                     "sweep.py"))
+sweep = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sweep)
+
+# Seconds-long runs: 2 steps, 8 examples, one family and budget, one attack step.
+TINY = ("num_train_steps=2", "eval_split=test[:32]", "checkpoint_every_steps=2",
+        "log_every_steps=2", "eval_every_steps=2", "robustness.num_examples=8",
+        "robustness.families=('gaussian',)", "robustness.budgets=(0.1,)",
+        "robustness.attack_steps=1", "robustness.flip_search_steps=1",
+        "robustness.num_saved_examples=4", "defense.unet_pretrain_steps=2",
+        "defense.unet_pretrain_examples=32")
+
+
+def _run_sweep(name, out, launch="inline", only=None):
+  args = ["experiments/sweep.py", f"--sweep={name}", "--config=configs/default.py:runlocal",
+          f"--out={out}", f"--launch={launch}"] + [f"--override={o}" for o in TINY]
+  if only:
+    args.append(f"--only={only}")
+  return run_python(args, timeout=900)
+
+
+@pytest.mark.parametrize("name", sorted(sweep.SWEEPS))
+def test_every_run_of_every_sweep_is_a_valid_config(name):
+  for _, overrides in sweep.SWEEPS[name]:
+    config = sweep.load_config("configs/default.py:runlocal", overrides, TINY)
+    config_checks.validate(config)
+    for field, value in overrides.items():
+      node = config
+      for part in field.split("."):
+        node = node[part]
+      assert node == value
+
+
+def _read_rows(out):
+  with open(os.path.join(out, "results.csv")) as f:
+    return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_defense_sweep_runs_every_defense_end_to_end(tmp_path):
+  result = _run_sweep("defense", tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = _read_rows(tmp_path)
+  assert [r["run"] for r in rows] == [name for name, _ in sweep.SWEEPS["defense"]]
+  for row in rows:
+    for column in ("clean/accuracy", "corruptions/mean_accuracy", "worst_case/0.1/all",
+                   "minimal_flip/curve_area", "wall_time_s"):
+      assert 0 <= float(row[column]) <= (1e6 if column == "wall_time_s" else 1), (row["run"], column)
+  with open(os.path.join(tmp_path, "results.md")) as f:
+    table = f.read()
+  assert table.count("\n") == 2 + len(rows) and "| deblur_unet |" in table
+  assert os.path.exists(os.path.join(tmp_path, "worst_case_0.1_all.png"))
+  # Finished runs are skipped and the results re-collected.
+  again = _run_sweep("defense", tmp_path, launch="collect")
+  assert again.returncode == 0 and "train" not in again.stdout.split("| run |")[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, launch", [("budget", "local"), ("family", "inline"),
+                                          ("adversary", "inline"), ("inner_steps", "inline")])
+def test_other_sweeps_run_end_to_end(name, launch, tmp_path):
+  """One setting each (their runs differ only in override values, all checked above); the
+  budget sweep goes through the subprocess launcher."""
+  first = sweep.SWEEPS[name][0][0]
+  result = _run_sweep(name, tmp_path, launch=launch, only=first)
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = _read_rows(tmp_path)
+  assert [r["run"] for r in rows] == [first]
+  assert 0 <= float(rows[0]["worst_case/0.1/all"]) <= 1
+  printed = _run_sweep(name, tmp_path / "print", launch="print")
+  lines = printed.stdout.strip().splitlines()
+  assert len(lines) == len(sweep.SWEEPS[name]) and all("blur_adv.evaluate" in l for l in lines)
