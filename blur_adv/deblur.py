@@ -184,13 +184,20 @@ def unsharp_mask(images, radius=1.0, amount=1.0, clip=True):
 _CENTRAL_DIFFERENCE_VARIANCE = 0.25
 
 
+def _safe_sqrt(x):
+  """sqrt with gradient 0 (not inf or NaN) at 0, so attacks can differentiate through the
+  blind front-ends on flat regions and flat images."""
+  positive = x > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+
+
 def _gradient_magnitude(gray):
   """|grad| of `(N, H, W, 1)` images by central differences with symmetric borders, `(N, H, W)`."""
   dx = np.zeros((3, 3), np.float32)
   dx[1, 0], dx[1, 2] = 0.5, -0.5
   gx = blur_lib.blur(gray, dx, padding="symmetric")[..., 0]
   gy = blur_lib.blur(gray, dx.T.copy(), padding="symmetric")[..., 0]
-  return jnp.sqrt(gx**2 + gy**2)
+  return _safe_sqrt(gx**2 + gy**2)
 
 
 def _weighted_median(values, weights):
@@ -244,15 +251,11 @@ def estimate_gaussian_sigma(images, reblur_sigma=0.5, max_sigma=4.0, edge_thresh
   variance = jnp.clip(variance, 0.0, max_sigma**2)
   weights = jnp.where(edges, sharp, 0.0)
   median = _weighted_median(variance.reshape(batch, -1), weights.reshape(batch, -1))
-  return jnp.sqrt(median)
+  return _safe_sqrt(median)
 
 
 def _blind_kernels(images, max_sigma, estimate_options):
-  # Gradients flow through the deconvolution but not the kernel estimate: the estimate is a
-  # weighted median of edge ratios (piecewise constant, with sqrt(0) at flat images), whose
-  # derivative is zero or undefined. Attacks on a blind front-end thus see it as linear.
-  sigma = lax.stop_gradient(
-      estimate_gaussian_sigma(images, max_sigma=max_sigma, **estimate_options))
+  sigma = estimate_gaussian_sigma(images, max_sigma=max_sigma, **estimate_options)
   _, height, width, _ = images.shape
   # Large enough for 3 max_sigma, small enough for `blur`'s limit on the image size.
   size = min(2 * math.ceil(3 * max_sigma) + 1, 2 * (min(height, width) - 1) - 1)

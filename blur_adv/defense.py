@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
@@ -28,6 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
+from jax.experimental import multihost_utils
 
 from blur_adv import augment as augment_lib
 from blur_adv import blur as blur_lib
@@ -81,17 +83,41 @@ def check_config(config):
                        (d.augment_families, d.augment_kernel_size), str(e))
   if d.front_end not in deblur.FRONT_ENDS:
     fail("front_end", f"must be one of {sorted(deblur.FRONT_ENDS)}.")
+  options = dict(d.front_end_options)
+  try:  # The U-Net's options are unet_* fields; the others take keyword options.
+    if d.front_end == "unet":
+      if options:
+        raise TypeError("front-end 'unet' takes no options (see the unet_* fields)")
+    else:
+      unknown = sorted(set(options) - _option_names(deblur.FRONT_ENDS[d.front_end]))
+      if unknown:
+        raise TypeError(f"unknown option(s) {unknown}")
+  except TypeError as e:
+    fail("front_end_options", f"do not fit front-end {d.front_end!r}: {e}.")
   if d.consistency_weight < 0:
     fail("consistency_weight", "must be >= 0.")
   if d.consistency_weight > 0 and config.trainer != "standard":
     fail("consistency_weight", f"is supported by trainer 'standard' only, not {config.trainer!r}.")
-  for field in ("unet_pretrain_steps", "unet_pretrain_examples", "unet_pretrain_batch_size"):
+  for field, smallest in (("unet_pretrain_steps", 0), ("unet_pretrain_examples", 1),
+                          ("unet_pretrain_batch_size", 1)):
     value = d[field]
-    if isinstance(value, bool) or not isinstance(value, int) or value < (field != "unet_pretrain_steps"):
-      fail(field, "must be a positive integer." if field != "unet_pretrain_steps"
-           else "must be a non-negative integer.")
-  if d.init_from and not os.path.isdir(os.path.join(d.init_from, "checkpoints")):
-    fail("init_from", "has no checkpoints/ directory (expected a finished run's workdir).")
+    if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
+      fail(field, f"must be an integer >= {smallest}.")
+  if not d.unet_features or any(not isinstance(f, int) or f < 1 for f in d.unet_features):
+    fail("unet_features", "must be a non-empty tuple of positive ints.")
+  # init_from is checked when used (a fresh run), so resuming or evaluating a fine-tuned run
+  # does not need its source any more.
+
+
+def _option_names(front_end) -> set[str]:
+  """Keyword options of a front-end; blind ones forward `**estimate_options` to the estimator."""
+  names = set()
+  for name, parameter in inspect.signature(front_end).parameters.items():
+    if parameter.kind == parameter.VAR_KEYWORD:
+      names |= _option_names(deblur.estimate_gaussian_sigma)
+    elif name != "images":
+      names.add(name)
+  return names
 
 
 def _ranges(d):
@@ -188,30 +214,49 @@ def blurred_view(config, keys, images):
 def prepare_initial_state(config, state, train_source, rng):
   """Applies `init_from` and U-Net pre-training to a fresh (not resumed) host state."""
   d = settings(config)
+  front_end_loaded = False
   if d.init_from:
-    state = _load_classifier(d.init_from, state, config)
-  if d.front_end == "unet" and d.unet_pretrain_steps > 0:
+    state, front_end_loaded = _load_classifier(d.init_from, state, d.front_end != "none")
+  if d.front_end == "unet" and d.unet_pretrain_steps > 0 and not front_end_loaded:
     state = _pretrain_unet(config, state, train_source, rng)
   return state
 
 
-def _load_classifier(workdir, state, config):
-  raw = Checkpointer(os.path.join(workdir, "checkpoints")).restore_latest_raw()
+def _load_classifier(workdir, state, wrapped: bool):
+  """`state` with the classifier (and a same-kind U-Net, if any) of `workdir`'s latest checkpoint.
+
+  Plain and front-ended runs mix freely: only the classifier's subtree must match. Returns the
+  state and whether a trained U-Net front-end came along.
+  """
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    config_checks.fail("defense.init_from", workdir,
+                       "has no checkpoints/ directory (expected a finished run's workdir).")
+  checkpointer = Checkpointer(directory)
+  try:
+    raw = checkpointer.restore_latest_raw()
+  finally:
+    checkpointer.close()
   if raw is None:
     config_checks.fail("defense.init_from", workdir, "holds no checkpoint.")
   source = raw["train_state"]
-  wrapped = settings(config).front_end != "none"
-
-  def place(target, value):
-    if wrapped and CLASSIFIER not in value:  # A plain classifier into a defended model.
-      target = flax.core.unfreeze(target)
-      target[CLASSIFIER] = _restore_tree(target[CLASSIFIER], value, workdir)
-      return target
-    return _restore_tree(target, value, workdir)
-
-  logging.info("Initializing the classifier from %s (step %d).", workdir, int(source["step"]))
-  return state.replace(params=place(state.params, source["params"]),
-                       batch_stats=place(state.batch_stats, source.get("batch_stats") or {}))
+  classifier_part = lambda tree: tree[CLASSIFIER] if CLASSIFIER in tree else tree
+  source_params, source_stats = source["params"], source.get("batch_stats") or {}
+  params = flax.core.unfreeze(state.params)
+  stats = flax.core.unfreeze(state.batch_stats)
+  front_end_loaded = False
+  if wrapped:
+    params[CLASSIFIER] = _restore_tree(params[CLASSIFIER], classifier_part(source_params), workdir)
+    stats[CLASSIFIER] = _restore_tree(stats[CLASSIFIER], classifier_part(source_stats), workdir)
+    if FRONT_END in params and FRONT_END in source_params:
+      params[FRONT_END] = _restore_tree(params[FRONT_END], source_params[FRONT_END], workdir)
+      front_end_loaded = True
+  else:
+    params = _restore_tree(params, classifier_part(source_params), workdir)
+    stats = _restore_tree(stats, classifier_part(source_stats), workdir)
+  logging.info("Initialized the classifier%s from %s (step %d).",
+               " and U-Net" if front_end_loaded else "", workdir, int(source["step"]))
+  return state.replace(params=params, batch_stats=stats), front_end_loaded
 
 
 def _restore_tree(target, value, workdir):
@@ -238,6 +283,9 @@ def _pretrain_unet(config, state, train_source, rng):
       features=tuple(d.unet_features))
   logging.info("Pre-trained the U-Net front-end for %d steps: L1 %.4f -> %.4f.",
                d.unet_pretrain_steps, float(losses[0]), float(losses[-1]))
+  trained = jax.device_get(variables["params"])
+  if jax.process_count() > 1:  # Every host trained it; start all from process 0's copy.
+    trained = multihost_utils.broadcast_one_to_all(trained)
   params = flax.core.unfreeze(state.params)
-  params[FRONT_END] = jax.device_get(variables["params"])
+  params[FRONT_END] = trained
   return state.replace(params=params)

@@ -17,8 +17,8 @@ def get_config(arg: str | None = None):
   config.warmup_epochs = 0.3
   config.eval_every_steps = 10_000  # Only at the end.
   config.checkpoint_every_steps = 250
-  config.robustness.num_examples = 250
+  config.robustness.num_examples = 200
   config.robustness.budgets = (0.05, 0.1)
   config.robustness.attack_steps = 5
-  config.robustness.flip_search_steps = 4
+  config.robustness.flip_search_steps = 3
   return config

@@ -40,7 +40,7 @@ SWEEPS = {
     "defense": [
         ("standard", {"trainer": "standard"}),
         ("augmentation", {"trainer": "standard", "defense.augment_probability": 0.5}),
-        ("adversarial_network", {"adversary.kind": "network"}),
+        ("adversarial_network", {"trainer": "adversarial", "adversary.kind": "network"}),
         ("deblur_wiener", {"trainer": "standard", "defense.front_end": "wiener"}),
         ("deblur_unet", {"trainer": "standard", "defense.front_end": "unet"}),
         ("consistency", {"trainer": "standard", "defense.consistency_weight": 1.0}),
@@ -57,14 +57,7 @@ HEADLINE = (
     ("wall_time_s", "train time (s)"),
 )
 
-_SWEEP = flags.DEFINE_enum("sweep", None, sorted(SWEEPS), "Which ablation.")
-_CONFIG = flags.DEFINE_string("config", "configs/default.py", "Base config (file[:arg]).")
-_OUT = flags.DEFINE_string("out", None, "Directory holding one workdir per run and the results.")
-_LAUNCH = flags.DEFINE_enum("launch", "local", ["local", "inline", "print", "collect"],
-                            "Run here one after another (subprocesses or in this process), "
-                            "print the commands, or only collect.")
-_ONLY = flags.DEFINE_list("only", None, "Run names of the sweep to keep (default: all).")
-_EXTRA = flags.DEFINE_multi_string("override", [], "Extra `field=value` for every run.")
+FLAGS = flags.FLAGS
 
 
 def _flag(field, value):
@@ -135,16 +128,20 @@ def flatten(tree, prefix=""):
 
 
 def collect(out, runs):
-  """One row per finished run: its overrides plus every number of eval.json and final_metrics."""
+  """One row per run that has results: its overrides plus every number of eval.json and
+  final_metrics.json (runs not started yet are left out)."""
   rows = []
   for name, overrides in runs:
     row = {"run": name, **{f"override:{k}": repr(v) for k, v in overrides.items()}}
+    found = False
     for filename in ("final_metrics.json", "eval.json"):
       path = os.path.join(out, name, filename)
       if os.path.exists(path):
         with open(path) as f:
           row.update(flatten(json.load(f)))
-    rows.append(row)
+        found = True
+    if found:
+      rows.append(row)
   return rows
 
 
@@ -188,37 +185,51 @@ def plot_results(out, rows):
 
 def main(argv):
   del argv
-  if not _SWEEP.value or not _OUT.value:
+  if not FLAGS.sweep or not FLAGS.out:
     raise app.UsageError("--sweep and --out are required")
-  runs = SWEEPS[_SWEEP.value]
-  if _ONLY.value:
-    unknown = set(_ONLY.value) - {name for name, _ in runs}
+  runs = all_runs = SWEEPS[FLAGS.sweep]
+  if FLAGS.only:
+    unknown = set(FLAGS.only) - {name for name, _ in runs}
     if unknown:
-      raise app.UsageError(f"--only: no run(s) {sorted(unknown)} in sweep {_SWEEP.value!r}; "
+      raise app.UsageError(f"--only: no run(s) {sorted(unknown)} in sweep {FLAGS.sweep!r}; "
                            f"runs: {[name for name, _ in runs]}")
-    runs = [(name, overrides) for name, overrides in runs if name in _ONLY.value]
-  os.makedirs(_OUT.value, exist_ok=True)
+    runs = [(name, overrides) for name, overrides in runs if name in FLAGS.only]
+  os.makedirs(FLAGS.out, exist_ok=True)
   for name, overrides in runs:
-    workdir = os.path.join(_OUT.value, name)
-    commands = run_commands(_CONFIG.value, workdir, overrides, _EXTRA.value)
-    if _LAUNCH.value == "print":
+    workdir = os.path.join(FLAGS.out, name)
+    commands = run_commands(FLAGS.config, workdir, overrides, FLAGS.override)
+    if FLAGS.launch == "print":
       print(" && ".join(shlex.join(c) for c in commands))
-    elif os.path.exists(os.path.join(workdir, "eval.json")) or _LAUNCH.value == "collect":
+    elif os.path.exists(os.path.join(workdir, "eval.json")) or FLAGS.launch == "collect":
       continue
-    elif _LAUNCH.value == "local":
+    elif FLAGS.launch == "local":
       for command in commands:
         print("+", shlex.join(command), flush=True)
         subprocess.run(command, check=True)
     else:
       print("+ inline", name, overrides, flush=True)
-      run_inline(_CONFIG.value, workdir, overrides, _EXTRA.value)
-  if _LAUNCH.value == "print":
+      run_inline(FLAGS.config, workdir, overrides, FLAGS.override)
+  if FLAGS.launch == "print":
     return
-  rows = collect(_OUT.value, runs)
-  print(write_results(_OUT.value, rows))
-  for path in plot_results(_OUT.value, rows):
+  rows = collect(FLAGS.out, all_runs)  # Every finished run of the sweep, not only this subset.
+  print(write_results(FLAGS.out, rows))
+  for path in plot_results(FLAGS.out, rows):
     print("wrote", path)
 
 
+
+def _define_flags():
+  # Defined only when run as a script, so tests can import this module next to other CLIs.
+  flags.DEFINE_enum("sweep", None, sorted(SWEEPS), "Which ablation.")
+  flags.DEFINE_string("config", "configs/default.py", "Base config (file[:arg]).")
+  flags.DEFINE_string("out", None, "Directory holding one workdir per run and the results.")
+  flags.DEFINE_enum("launch", "local", ["local", "inline", "print", "collect"],
+                    "Run here one after another (subprocesses or in this process), "
+                    "print the commands, or only collect.")
+  flags.DEFINE_list("only", None, "Run names of the sweep to keep (default: all).")
+  flags.DEFINE_multi_string("override", [], "Extra `field=value` for every run.")
+
+
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

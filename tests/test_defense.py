@@ -103,14 +103,23 @@ def test_init_from_loads_the_source_classifier_plain_or_behind_a_front_end(sourc
   # The fine-tuning run itself trains from there.
   tuned = train.train_and_evaluate(config, str(tmp_path / "unsharp"))
   assert int(tuned.step) == 3
+  # And a plain model takes the classifier back out of a front-ended run.
+  plain = _tiny(defense__init_from=str(tmp_path / "unsharp"))
+  exp = experiment.setup(plain, str(tmp_path / "plain"))
+  state = defense.prepare_initial_state(plain, exp.init_state, exp.train_source, exp.train_rng)
+  for a, b in zip(jax.tree.leaves(tuned.params["classifier"]), jax.tree.leaves(state.params)):
+    np.testing.assert_array_equal(a, b)
 
 
-def test_init_from_a_different_model_names_the_field(source_run, tmp_path):
+def test_init_from_a_different_model_or_no_run_names_the_field(source_run, tmp_path):
   _, workdir = source_run
   config = _tiny(defense__init_from=workdir)
   config.model_kwargs = {"width": 4}
   exp = experiment.setup(config, str(tmp_path))
-  with pytest.raises(config_checks.ConfigError, match="defense.init_from"):
+  with pytest.raises(config_checks.ConfigError, match="config.defense.init_from=.*does not match"):
+    defense.prepare_initial_state(config, exp.init_state, exp.train_source, exp.train_rng)
+  config = _tiny(defense__init_from=str(tmp_path / "no_run"))
+  with pytest.raises(config_checks.ConfigError, match="config.defense.init_from=.*no checkpoints"):
     defense.prepare_initial_state(config, exp.init_state, exp.train_source, exp.train_rng)
 
 
@@ -146,7 +155,7 @@ def test_consistency_and_augmentation_runs_train(tmp_path):
     ("augment_kernel_size", 4, "odd int"),
     ("consistency_weight", -1.0, "config.defense.consistency_weight"),
     ("unet_pretrain_steps", -2, "config.defense.unet_pretrain_steps"),
-    ("init_from", "/nonexistent/run", "config.defense.init_from"),
+    ("unet_features", (), "config.defense.unet_features"),
 ])
 def test_bad_defense_settings_are_named(field, value, message):
   config = _tiny(**{f"defense__{field}": value})
@@ -163,4 +172,8 @@ def test_consistency_needs_the_standard_trainer_and_unknown_defense_fields_are_n
   config = _tiny()
   config.defense.front_ends = "wiener"
   with pytest.raises(config_checks.ConfigError, match="config.defense.front_ends"):
+    config_checks.validate(config)
+  config = _tiny(defense__front_end="wiener")
+  config.defense.front_end_options = {"noise": 0.1}
+  with pytest.raises(config_checks.ConfigError, match="config.defense.front_end_options.*noise"):
     config_checks.validate(config)

@@ -10,8 +10,8 @@ import pytest
 
 from conftest import free_port, run_python, start_python
 
-# Trains the runlocal default config (BatchNorm CNN) once per parallel mode on
-# 8 simulated devices and prints final metrics and parameters differences.
+# Trains the runlocal default config (BatchNorm CNN, adversary, blur augmentation) once per
+# parallel mode on 8 simulated devices and prints final metrics and parameters differences.
 EQUIVALENCE_SCRIPT = """
 import json, sys
 import jax, numpy as np
@@ -23,6 +23,7 @@ results, params = {}, {}
 for mode, devices in [("shard_map", 1), ("shard_map", 8), ("pmap", 8)]:
   config = default.get_config("runlocal")
   config.parallelism, config.num_devices = mode, devices
+  config.defense.augment_probability = 0.5  # Per-example augmentation keys: device-invariant.
   name = f"{mode}_{devices}"
   state = train.train_and_evaluate(config, f"{workdir}/{name}")
   results[name] = json.load(open(f"{workdir}/{name}/final_metrics.json"))
@@ -49,7 +50,8 @@ def test_pmap_and_shard_map_on_8_devices_match_one_device(tmp_path):
 
 
 def test_two_processes_match_one_process(tmp_path):
-  args = ["-m", "blur_adv.main", "--config=configs/default.py:runlocal"]
+  args = ["-m", "blur_adv.main", "--config=configs/default.py:runlocal",
+          "--config.defense.augment_probability=0.5"]
   port = free_port()
   procs = [start_python(args + [f"--workdir={tmp_path / 'two'}",
                                 f"--coordinator_address=127.0.0.1:{port}",
