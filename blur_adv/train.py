@@ -60,6 +60,13 @@ def _merge(total, new):
   return new if total is None else total.merge(new)
 
 
+def _read_json(path: str) -> dict:
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
 def _write_json(path: str, payload: dict):
   if jax.process_index() == 0:
     tmp = path + ".tmp"
@@ -145,10 +152,14 @@ def train_and_evaluate(config, workdir: str) -> Any:
     watcher.restore()
     writer.flush()
 
-  if start_step >= exp.total_steps:  # Restarted after completion: report, don't clobber.
-    summary.update({f"eval/{k}": v for k, v in evaluate(start_step).items()})
+  summary_path = os.path.join(workdir, "final_metrics.json")
   summary["wall_time_s"] = time.time() - start_time
-  _write_json(os.path.join(workdir, "final_metrics.json"), summary)
+  if start_step >= exp.total_steps:  # Restarted after completion: re-evaluate only.
+    summary.update({f"eval/{k}": v for k, v in evaluate(start_step).items()})
+    previous = _read_json(summary_path)  # Keep the training run's time and train metrics.
+    summary = {**previous, **summary,
+               "wall_time_s": previous.get("wall_time_s", summary["wall_time_s"])}
+  _write_json(summary_path, summary)
   if "eval/clean/accuracy" in summary and not summary.get("preempted"):
     logging.info("Final eval accuracy %.4f at step %d (%.1f s).",
                  summary["eval/clean/accuracy"], summary["step"], summary["wall_time_s"])

@@ -61,8 +61,8 @@ FLAGS = flags.FLAGS
 
 
 def _flag(field, value):
-  return f"--config.{field}={value!r}" if isinstance(value, (tuple, str)) else \
-      f"--config.{field}={value}"
+  # ml_collections parses a tuple override as a Python literal but takes a string one verbatim.
+  return f"--config.{field}={value!r}" if isinstance(value, tuple) else f"--config.{field}={value}"
 
 
 # What the final evaluation of every run measures (training itself only tracks clean accuracy).

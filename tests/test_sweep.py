@@ -69,11 +69,11 @@ def test_defense_sweep_runs_every_defense_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, launch", [("budget", "local"), ("family", "inline"),
-                                          ("adversary", "inline"), ("inner_steps", "inline")])
+@pytest.mark.parametrize("name, launch", [("budget", "inline"), ("family", "local"),
+                                          ("adversary", "local"), ("inner_steps", "inline")])
 def test_other_sweeps_run_end_to_end(name, launch, tmp_path):
-  """One setting each (their runs differ only in override values, all checked above); the
-  budget sweep goes through the subprocess launcher."""
+  """One setting each (their runs differ only in override values, all checked above); two go
+  through the subprocess launcher, whose flags must parse a string and a tuple override."""
   first = sweep.SWEEPS[name][0][0]
   result = _run_sweep(name, tmp_path, launch=launch, only=first)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -32,6 +32,12 @@ def test_digits_end_to_end_then_evaluate(tiny_config, tmp_path):
   assert results["step"] == 12
   assert results["clean"]["accuracy"] == pytest.approx(final["eval/clean/accuracy"], abs=1e-6)
 
+  # Relaunching the finished run re-evaluates but keeps the training run's time and metrics.
+  train.train_and_evaluate(tiny_config, str(tmp_path))
+  again = read_json(tmp_path / "final_metrics.json")
+  assert again["wall_time_s"] == final["wall_time_s"] and again["train/loss"] == final["train/loss"]
+  assert again["eval/clean/accuracy"] == pytest.approx(final["eval/clean/accuracy"], abs=1e-6)
+
 
 def test_tfds_mock_data_end_to_end(tmp_path):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
