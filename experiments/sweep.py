@@ -217,7 +217,6 @@ def main(argv):
     print("wrote", path)
 
 
-
 def _define_flags():
   # Defined only when run as a script, so tests can import this module next to other CLIs.
   flags.DEFINE_enum("sweep", None, sorted(SWEEPS), "Which ablation.")
