@@ -18,7 +18,9 @@ forward+gradient call for the shape.
 """
 
 import argparse
+import pathlib
 import statistics
+import tempfile
 import time
 
 import jax
@@ -29,6 +31,7 @@ from jax import lax
 from blur_adv import blur as blur_lib
 from blur_adv import blur_strategies
 from blur_adv import kernels as kernels_lib
+from blur_adv import native as native_lib
 
 SHAPES = [(256, 32, 5), (256, 32, 9), (256, 32, 15), (256, 32, 31), (32, 224, 15), (32, 224, 31)]
 TORCH_THREADS = 2
@@ -224,6 +227,19 @@ def print_bars(rows):
   print(f"- first-call compile <= 5 s: {holds(compile_max <= 5.0)} (worst {compile_max:.1f} s)")
 
 
+def native_status():
+  """One line on the C++ loops: their one-off build time (rebuilt in a scratch dir), or why not."""
+  reason = native_lib.unavailable_reason()
+  if reason is not None:
+    return f"native loops unavailable ({reason}): auto uses pure JAX"
+  with tempfile.TemporaryDirectory() as scratch:
+    start = time.perf_counter()
+    native_lib.build(native_lib.compiler_name(), pathlib.Path(scratch) / "blur_cpu.so")
+    seconds = time.perf_counter() - start
+  return (f"native loops: one-off C++ build {seconds:.1f} s, cached in {native_lib.cache_dir()} "
+          f"(not part of 'first call')")
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--rounds", type=int, default=5, help="timed repeats per cell (median)")
@@ -233,6 +249,7 @@ def main():
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} with "
         f"torch.set_num_threads({TORCH_THREADS}); images/s, median of {args.rounds} interleaved "
         f"repeats (~: a call over {SLOW_CALL_S:.0f} s, timed once); ratio = blur_adv / best peer")
+  print(native_status())
   rows = []
   for batch, size, k in SHAPES:
     rows.append(bench_shape(batch, size, k, torch, args.rounds))

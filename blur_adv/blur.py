@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from blur_adv import blur_strategies as strategies
+from blur_adv import native as native_lib
 from blur_adv.blur_strategies import Separable
 
 # numpy.pad's names for the boundary modes, and scipy.ndimage's name for each (for users and tests).
@@ -55,17 +56,9 @@ def _pad(images, half, padding):
   return jnp.pad(images, ((0, 0), (half, half), (half, half), (0, 0)), mode=padding)
 
 
-# Every strategy computes the same convolution (see blur_strategies); tests force each by name.
-STRATEGIES = {
-    "direct": strategies.direct,
-    "fft": strategies.fft,
-    "shift": strategies.shift,
-    "separable": strategies.separable,
-}
-
-
-# The `auto` rule, measured on 2 CPU cores (per-example kernels, B=256 32x32x3 at k = 5..11 and
-# 31, B=32 224x224x3 at k = 15, 31; interleaved timings, 2026-11-27, benchmarks/blur_bench.py):
+# The pure-JAX part of the `auto` rule, measured on 2 CPU cores (per-example kernels, B=256
+# 32x32x3 at k = 5..11 and 31, B=32 224x224x3 at k = 15, 31; interleaved timings, 2026-11-27,
+# benchmarks/blur_bench.py):
 #   * separable kernels (given as `Separable` factors): two 1-D passes, 2k taps per pixel, beat
 #     every dense method at every k;
 #   * dense k <= 7: k*k shifted multiply-adds in one fused loop beat the FFT's fixed cost (at k = 9
@@ -75,14 +68,45 @@ STRATEGIES = {
 # gradient (see blur_strategies.fft_when_differentiated), so the rule only trades forward speed.
 # The image size does not enter: in the measured range the per-pixel costs barely depend on it.
 SHIFT_MAX_SIZE = 7
+# Dense kernels up to this size use the C++ loops when they are available (see `choose_method`).
+NATIVE_MAX_SIZE = 31
 
 
-def choose_method(image_shape, kernel_shape, separable=False):
-  """The strategy `method="auto"` uses for these shapes (see the rule above)."""
-  del image_shape
+def _pure_jax_method(kernel_shape, separable):
   if separable:
     return "separable"
   return "shift" if kernel_shape[-1] <= SHIFT_MAX_SIZE else "fft"
+
+
+def _pure_jax_auto(padded, kernels):
+  """The pure-JAX choice; also what "native" computes off CPU and for non-float32 images."""
+  method = _pure_jax_method(_kernel_shape(kernels), isinstance(kernels, Separable))
+  return STRATEGIES[method](padded, kernels)
+
+
+# Every strategy computes the same convolution (see blur_strategies); tests force each by name.
+STRATEGIES = {
+    "direct": strategies.direct,
+    "fft": strategies.fft,
+    "shift": strategies.shift,
+    "separable": strategies.separable,
+    "native": strategies.native_or(_pure_jax_auto),
+}
+
+
+def choose_method(image_shape, kernel_shape, separable=False):
+  """The strategy `method="auto"` uses for these shapes.
+
+  When the C++ loops could be built, dense kernels up to `NATIVE_MAX_SIZE` use them ("native"):
+  on XLA:CPU they beat every pure-JAX strategy there, forward and backward (see
+  benchmarks/blur_bench.py). `Separable` kernels use "native" at every size: it keeps their
+  two-pass forward and adds the loops' gradient. Off CPU "native" itself runs the pure-JAX choice.
+  Otherwise the pure-JAX rule above.
+  """
+  del image_shape
+  if native_lib.available() and (separable or kernel_shape[-1] <= NATIVE_MAX_SIZE):
+    return "native"
+  return _pure_jax_method(kernel_shape, separable)
 
 
 def _validate_factors(images, kernels, padding):

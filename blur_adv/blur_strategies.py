@@ -15,7 +15,9 @@ passes, too coarse for kernel gradients.
   fft        products of zero-padded real FFTs; cost nearly independent of k
   shift      k*k shifted multiply-adds fused into one loop; for small k
   separable  a row pass and a column pass per rank-1 term (2k taps per pixel)
-"shift" and "separable" use FFTs under differentiation (`fft_when_differentiated`).
+  native     C++ loops through the XLA FFI (`blur_adv.native`), float32 on CPU; pure JAX elsewhere
+"shift" and "separable" use FFTs under differentiation (`fft_when_differentiated`); "native" has its
+own VJP (reverse mode only).
 """
 
 from typing import NamedTuple
@@ -25,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
+
+from blur_adv import native as native_lib
 
 
 class Separable(NamedTuple):
@@ -251,3 +255,100 @@ def fft_when_differentiated(strategy):
 
 shift = fft_when_differentiated(_shift_2d)
 separable = fft_when_differentiated(_separable)
+
+
+# --- native: C++ loops on CPU (blur_adv.native) -------------------------------------------------
+
+# Above this size the FFT's kernel gradient (one spectrum product, cost nearly independent of k)
+# beats the C++ loops' k*k dot products per row (measured with benchmarks/blur_bench.py).
+NATIVE_TAPS_MAX_SIZE = 31
+
+
+def _dense_per_example(padded, kernels):
+  kernels = dense(kernels)
+  return jnp.broadcast_to(kernels, padded.shape[:1] + kernels.shape[-2:])
+
+
+def _sum_to_shape(array, shape):
+  """Sums the leading axes `array` has beyond `shape` (the transpose of broadcasting)."""
+  return jnp.sum(array, axis=tuple(range(array.ndim - len(shape)))).reshape(shape)
+
+
+def _kernel_cotangent(kernels, dense_grad):
+  """The cotangent of `kernels` (dense, shared or `Separable`) from the dense `(B, k, k)` one."""
+  if isinstance(kernels, Separable):
+    column = jnp.einsum("...pq,...q->...p", dense_grad, kernels.row)
+    row = jnp.einsum("...pq,...p->...q", dense_grad, kernels.column)
+    return Separable(_sum_to_shape(column, kernels.column.shape),
+                     _sum_to_shape(row, kernels.row.shape))
+  return _sum_to_shape(dense_grad, kernels.shape)
+
+
+def _native_correlate(padded, kernels):
+  taps = _dense_per_example(padded, kernels)[:, ::-1, ::-1]  # convolution = flipped correlation
+  return native_lib.correlate(padded, taps)
+
+
+def _native_backward(residuals, cotangent):
+  padded, kernels = residuals
+  full = _dense_per_example(padded, kernels)
+  size = full.shape[-1]
+  if size <= NATIVE_TAPS_MAX_SIZE:
+    dense_grad = native_lib.correlate_taps(padded, cotangent)[:, ::-1, ::-1]
+  else:  # the transpose of the FFT convolution's kernel argument
+    dense_grad = jax.linear_transpose(lambda k: fft(padded, k), full)(cotangent)[0]
+  # The image gradient is a "full" correlation of the cotangent with the (unflipped) kernel. Under
+  # jit it is dropped when the images are not differentiated.
+  margin = ((0, 0), (size - 1, size - 1), (size - 1, size - 1), (0, 0))
+  padded_grad = native_lib.correlate(jnp.pad(cotangent, margin), full)
+  return padded_grad, _kernel_cotangent(kernels, dense_grad)
+
+
+def _with_native_vjp(forward):
+  """`forward` (any strategy) with the gradients computed by the C++ loops."""
+  @jax.custom_vjp
+  def convolve(padded, kernels):
+    return forward(padded, kernels)
+
+  convolve.defvjp(lambda padded, kernels: (forward(padded, kernels), (padded, kernels)),
+                  _native_backward)
+  return convolve
+
+
+# Up to this size the loops' k*k taps beat their two 1-D passes on `Separable` kernels too.
+NATIVE_SEPARABLE_MAX_DENSE_SIZE = 7
+
+
+def _native_passes(padded, kernels):
+  """A `Separable` kernel as a (1, k) row pass, then a (k, 1) column pass of the loops.
+
+  (The pure-JAX passes are no substitute here: XLA:CPU fused them into a consumer that reduces,
+  such as a loss, re-running the row pass per block, 20x slower at k = 31.)
+  """
+  batch = padded.shape[:1]
+  column, row = (jnp.broadcast_to(f, batch + f.shape[-1:])[:, ::-1] for f in kernels)
+  rows = native_lib.correlate(padded, row[:, None, :])
+  return native_lib.correlate(rows, column[:, :, None])
+
+
+# Dense kernels: the loops both ways. Separable ones above NATIVE_SEPARABLE_MAX_DENSE_SIZE: two
+# 1-D passes forward (2k taps a pixel), the loops' dense gradients chained to the factors.
+_native_dense = _with_native_vjp(_native_correlate)
+_native_separable = _with_native_vjp(_native_passes)
+
+
+def native_or(fallback):
+  """The C++ loops for float32 on CPU, `fallback` (a pure-JAX strategy) for everything else.
+
+  The platform is picked when lowering (`lax.platform_dependent`), so the same jitted function
+  runs the loops on CPU and `fallback` on GPU/TPU. Reverse-mode differentiation only.
+  """
+  def strategy(padded, kernels):
+    native_lib.require()
+    if padded.dtype != jnp.float32:
+      return fallback(padded, kernels)
+    size = dense(kernels).shape[-1]
+    separable_passes = isinstance(kernels, Separable) and size > NATIVE_SEPARABLE_MAX_DENSE_SIZE
+    loops = _native_separable if separable_passes else _native_dense
+    return lax.platform_dependent(padded, kernels, cpu=loops, default=fallback)
+  return strategy

@@ -12,6 +12,7 @@ from jax.test_util import check_grads
 from blur_adv import blur as blur_lib
 from blur_adv import blur_strategies
 from blur_adv import kernels as kernels_lib
+from blur_adv import native as native_lib
 
 STRATEGIES = sorted(blur_lib.STRATEGIES)
 
@@ -109,13 +110,59 @@ def test_bfloat16_keeps_dtype_for_separable_input(method):
   np.testing.assert_allclose(np.asarray(out, np.float32), expected, atol=2e-2)
 
 
-def test_auto_rule():
+def test_auto_rule(monkeypatch):
   image = (256, 32, 32, 3)
+  assert native_lib.available(), native_lib.unavailable_reason()  # the test machine has a C++ compiler
+  assert blur_lib.choose_method(image, (256, 5, 5)) == "native"
+  assert blur_lib.choose_method(image, (256, 15, 15)) == "native"
+  assert blur_lib.choose_method(image, (31, 31)) == "native"
+  assert blur_lib.choose_method(image, (41, 41)) == "fft"
+  assert blur_lib.choose_method(image, (256, 41, 41), separable=True) == "native"
+  monkeypatch.setattr(native_lib, "_load", lambda: "disabled by BLUR_ADV_NATIVE=0")
   assert blur_lib.choose_method(image, (256, 5, 5)) == "shift"
   assert blur_lib.choose_method(image, (256, 9, 9)) == "fft"
   assert blur_lib.choose_method(image, (256, 15, 15)) == "fft"
-  assert blur_lib.choose_method(image, (31, 31)) == "fft"
   assert blur_lib.choose_method(image, (256, 31, 31), separable=True) == "separable"
+  with pytest.raises(ValueError, match="method 'native' is unavailable: disabled"):
+    blur_lib.blur(_images(), np.ones((3, 3), np.float32), method="native")
+
+
+def test_native_unavailable_without_a_working_compiler(monkeypatch, tmp_path):
+  monkeypatch.setenv("BLUR_ADV_CACHE", str(tmp_path))
+  monkeypatch.setenv("CXX", "no-such-compiler")
+  assert "no C++ compiler 'no-such-compiler'" in native_lib._load.__wrapped__()
+  monkeypatch.setenv("CXX", "false")  # exists, but fails to build
+  assert "failed" in native_lib._load.__wrapped__()
+  assert not list(tmp_path.iterdir())  # no half-written library left behind
+  monkeypatch.setenv("BLUR_ADV_NATIVE", "0")
+  assert native_lib._load.__wrapped__() == "disabled by BLUR_ADV_NATIVE=0"
+
+
+def test_native_under_vmap_and_for_large_kernels():
+  """vmap adds leading axes (examples to the C++ side); k > NATIVE_TAPS_MAX_SIZE takes the FFT
+  kernel gradient inside the native VJP."""
+  rng = np.random.default_rng(6)
+  images = jnp.asarray(rng.random((2, 3, 10, 11, 2)), jnp.float32)
+  kernels = jnp.asarray(rng.random((2, 3, 5, 5)), jnp.float32)
+  vmapped = jax.vmap(lambda x, k: blur_lib.blur(x, k, method="native"))(images, kernels)
+  looped = [blur_lib.blur(x, k, method="direct") for x, k in zip(images, kernels)]
+  np.testing.assert_allclose(vmapped, np.stack(looped), atol=1e-5)
+  size = blur_strategies.NATIVE_TAPS_MAX_SIZE + 2
+  images = jnp.asarray(_images(batch=2, height=size, width=size + 1))
+  kernels = jnp.asarray(rng.random((2, size, size)), jnp.float32)
+  weights = jnp.asarray(rng.standard_normal(images.shape), jnp.float32)
+  loss = lambda k, x, m: jnp.sum(blur_lib.blur(x, k, padding="wrap", method=m) * weights)
+  expected = jax.grad(loss, argnums=(0, 1))(kernels, images, "direct")
+  actual = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)(kernels, images, "native")
+  for a, e in zip(actual, expected):
+    np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-3)
+  column, row = (jnp.asarray(rng.random(shape), jnp.float32) for shape in ((2, size), (size,)))
+  loss = lambda c, r, m: jnp.sum(blur_lib.blur_separable(images, c, r, method=m) * weights)
+  expected = jax.grad(loss, argnums=(0, 1))(column, row, "separable")
+  actual = jax.grad(loss, argnums=(0, 1))(column, row, "native")
+  for a, e in zip(actual, expected):
+    assert a.shape == e.shape
+    np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-3)
 
 
 def test_fast_fft_lengths():
