@@ -13,6 +13,7 @@ the shapes, and a user can force any strategy by name (e.g. to compare them, or 
 "direct" may be faster); every strategy accepts dense and `Separable` kernels.
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -68,7 +69,7 @@ def _pad(images, half, padding):
 # gradient (see blur_strategies.fft_when_differentiated), so the rule only trades forward speed.
 # The image size does not enter: in the measured range the per-pixel costs barely depend on it.
 SHIFT_MAX_SIZE = 7
-# Dense kernels up to this size use the C++ loops when they are available (see `choose_method`).
+# Kernels up to this size use the C++ loops on CPU when they are available (see `choose_method`).
 NATIVE_MAX_SIZE = 31
 
 
@@ -97,14 +98,13 @@ STRATEGIES = {
 def choose_method(image_shape, kernel_shape, separable=False):
   """The strategy `method="auto"` uses for these shapes.
 
-  When the C++ loops could be built, dense kernels up to `NATIVE_MAX_SIZE` use them ("native"):
-  on XLA:CPU they beat every pure-JAX strategy there, forward and backward (see
-  benchmarks/blur_bench.py). `Separable` kernels use "native" at every size: it keeps their
-  two-pass forward and adds the loops' gradient. Off CPU "native" itself runs the pure-JAX choice.
-  Otherwise the pure-JAX rule above.
+  On a CPU backend, when the C++ loops could be built, kernels up to `NATIVE_MAX_SIZE` (dense or
+  `Separable`) use them ("native"): on XLA:CPU they beat every pure-JAX strategy there, forward
+  and backward (see benchmarks/blur_bench.py). Otherwise the pure-JAX rule above.
   """
   del image_shape
-  if native_lib.available() and (separable or kernel_shape[-1] <= NATIVE_MAX_SIZE):
+  if (kernel_shape[-1] <= NATIVE_MAX_SIZE and jax.default_backend() == "cpu" and
+      native_lib.available()):
     return "native"
   return _pure_jax_method(kernel_shape, separable)
 
@@ -131,7 +131,9 @@ def blur(images, kernels, padding="reflect", method="auto"):
       `Separable(column, row)` of 1-D factors, each `(k,)` or `(B, k)` (e.g. from
       `kernels.gaussian_factors`), which lets `auto` use the much cheaper separable strategy.
     padding: boundary mode by numpy.pad's name: reflect, symmetric, edge, constant (zeros), wrap.
-    method: "auto" or a name from `STRATEGIES`.
+    method: "auto" or a name from `STRATEGIES`. On CPU "auto" usually means "native", which is
+      differentiable in reverse mode only (first order); for `jax.jvp` or second derivatives
+      force a pure-JAX strategy such as "fft".
 
   Returns:
     Blurred images with the input's shape and dtype.

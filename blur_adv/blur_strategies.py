@@ -284,71 +284,67 @@ def _kernel_cotangent(kernels, dense_grad):
   return _sum_to_shape(dense_grad, kernels.shape)
 
 
-def _native_correlate(padded, kernels):
-  taps = _dense_per_example(padded, kernels)[:, ::-1, ::-1]  # convolution = flipped correlation
-  return native_lib.correlate(padded, taps)
-
-
-def _native_backward(residuals, cotangent):
-  padded, kernels = residuals
-  full = _dense_per_example(padded, kernels)
-  size = full.shape[-1]
-  if size <= NATIVE_TAPS_MAX_SIZE:
-    dense_grad = native_lib.correlate_taps(padded, cotangent)[:, ::-1, ::-1]
-  else:  # the transpose of the FFT convolution's kernel argument
-    dense_grad = jax.linear_transpose(lambda k: fft(padded, k), full)(cotangent)[0]
-  # The image gradient is a "full" correlation of the cotangent with the (unflipped) kernel. Under
-  # jit it is dropped when the images are not differentiated.
-  margin = ((0, 0), (size - 1, size - 1), (size - 1, size - 1), (0, 0))
-  padded_grad = native_lib.correlate(jnp.pad(cotangent, margin), full)
-  return padded_grad, _kernel_cotangent(kernels, dense_grad)
-
-
-def _with_native_vjp(forward):
-  """`forward` (any strategy) with the gradients computed by the C++ loops."""
-  @jax.custom_vjp
-  def convolve(padded, kernels):
-    return forward(padded, kernels)
-
-  convolve.defvjp(lambda padded, kernels: (forward(padded, kernels), (padded, kernels)),
-                  _native_backward)
-  return convolve
-
-
 # Up to this size the loops' k*k taps beat their two 1-D passes on `Separable` kernels too.
 NATIVE_SEPARABLE_MAX_DENSE_SIZE = 7
 
 
-def _native_passes(padded, kernels):
-  """A `Separable` kernel as a (1, k) row pass, then a (k, 1) column pass of the loops.
+def _native_apply(padded, kernels, flip):
+  """The loops' valid correlation with `kernels`, flipped (a convolution) or not.
 
-  (The pure-JAX passes are no substitute here: XLA:CPU fused them into a consumer that reduces,
-  such as a loss, re-running the row pass per block, 20x slower at k = 31.)
+  `Separable` kernels above NATIVE_SEPARABLE_MAX_DENSE_SIZE run as a (1, k) row pass and a (k, 1)
+  column pass (2k taps a pixel). (The pure-JAX passes are no substitute: XLA:CPU fused them into
+  a consumer that reduces, such as a loss, re-running the row pass per block, 20x slower at
+  k = 31.)
   """
   batch = padded.shape[:1]
-  column, row = (jnp.broadcast_to(f, batch + f.shape[-1:])[:, ::-1] for f in kernels)
-  rows = native_lib.correlate(padded, row[:, None, :])
-  return native_lib.correlate(rows, column[:, :, None])
+  if isinstance(kernels, Separable) and kernels.row.shape[-1] > NATIVE_SEPARABLE_MAX_DENSE_SIZE:
+    column, row = (jnp.broadcast_to(f, batch + f.shape[-1:]) for f in kernels)
+    if flip:
+      column, row = column[:, ::-1], row[:, ::-1]
+    rows = native_lib.correlate(padded, row[:, None, :])
+    return native_lib.correlate(rows, column[:, :, None])
+  full = _dense_per_example(padded, kernels)
+  return native_lib.correlate(padded, full[:, ::-1, ::-1] if flip else full)
 
 
-# Dense kernels: the loops both ways. Separable ones above NATIVE_SEPARABLE_MAX_DENSE_SIZE: two
-# 1-D passes forward (2k taps a pixel), the loops' dense gradients chained to the factors.
-_native_dense = _with_native_vjp(_native_correlate)
-_native_separable = _with_native_vjp(_native_passes)
+@jax.custom_vjp
+def _native_loops(padded, kernels):
+  return _native_apply(padded, kernels, flip=True)
+
+
+def _native_forward(padded, kernels):
+  return _native_apply(padded, kernels, flip=True), (padded, kernels)
+
+
+def _native_backward(residuals, cotangent):
+  padded, kernels = residuals
+  size = dense(kernels).shape[-1]
+  if size <= NATIVE_TAPS_MAX_SIZE:
+    dense_grad = native_lib.correlate_taps(padded, cotangent)[:, ::-1, ::-1]
+  else:  # the transpose of the FFT convolution's kernel argument
+    full = _dense_per_example(padded, kernels)
+    dense_grad = jax.linear_transpose(lambda k: fft(padded, k), full)(cotangent)[0]
+  # The image gradient is a "full" correlation of the cotangent with the (unflipped) kernel. Under
+  # jit it is dropped when the images are not differentiated.
+  margin = ((0, 0), (size - 1, size - 1), (size - 1, size - 1), (0, 0))
+  padded_grad = _native_apply(jnp.pad(cotangent, margin), kernels, flip=False)
+  return padded_grad, _kernel_cotangent(kernels, dense_grad)
+
+
+_native_loops.defvjp(_native_forward, _native_backward)
 
 
 def native_or(fallback):
   """The C++ loops for float32 on CPU, `fallback` (a pure-JAX strategy) for everything else.
 
   The platform is picked when lowering (`lax.platform_dependent`), so the same jitted function
-  runs the loops on CPU and `fallback` on GPU/TPU. Reverse-mode differentiation only.
+  runs the loops on CPU and `fallback` on GPU/TPU. Reverse-mode differentiation only (first
+  order): `jax.jvp` and second derivatives need a pure-JAX strategy such as "fft".
   """
   def strategy(padded, kernels):
     native_lib.require()
     if padded.dtype != jnp.float32:
       return fallback(padded, kernels)
-    size = dense(kernels).shape[-1]
-    separable_passes = isinstance(kernels, Separable) and size > NATIVE_SEPARABLE_MAX_DENSE_SIZE
-    loops = _native_separable if separable_passes else _native_dense
-    return lax.platform_dependent(padded, kernels, cpu=loops, default=fallback)
+    kernels = jax.tree.map(lambda taps: taps.astype(jnp.float32), kernels)
+    return lax.platform_dependent(padded, kernels, cpu=_native_loops, default=fallback)
   return strategy

@@ -4,9 +4,10 @@ XLA:CPU has no fast per-example depthwise convolution, and its reductions do not
 two products a per-example blur needs (the blur itself and its gradient w.r.t. the kernels) run
 here as plain C++ loops with contiguous inner loops, spread over XLA's intra-op thread pool.
 
-The library is compiled once per source, compiler and CPU model with the system C++ compiler
-(`$CXX`, else `g++`) into `$BLUR_ADV_CACHE` (default `~/.cache/blur_adv`), atomically, so
-concurrent processes may race harmlessly. Without a compiler, or with `BLUR_ADV_NATIVE=0`, it is
+The library is compiled once per source, compiler version, jaxlib and CPU (model and instruction
+set flags, since it is built with -march=native) with the system C++ compiler (`$CXX`, else
+`g++`) into `$BLUR_ADV_CACHE` (default `~/.cache/blur_adv`), atomically and world-readable, so
+concurrent processes may race harmlessly and a cache can be shared. Without a compiler, or with `BLUR_ADV_NATIVE=0`, it is
 simply unavailable: `available()` is False, `blur`'s `auto` rule uses the pure-JAX strategies, and
 forcing `method="native"` raises with the reason. Only float32 and CPU are served here; the
 strategy in `blur_strategies` falls back to pure JAX for everything else.
@@ -24,13 +25,15 @@ import tempfile
 
 import jax
 import jax.numpy as jnp
+import jaxlib
 from absl import logging
 
 SOURCE = pathlib.Path(__file__).with_name("native") / "blur_cpu.cc"
 # FFI target name -> the handler symbol the library exports.
 TARGETS = {"blur_adv_correlate": "BlurAdvCorrelate",
            "blur_adv_correlate_taps": "BlurAdvCorrelateTaps"}
-# -march=native: the cache key includes the CPU model, so a cache shared across machines rebuilds.
+FFI_HEADER = "xla/ffi/api/ffi.h"
+# -march=native: the cache key includes the CPU's flags, so a cache shared across machines rebuilds.
 FLAGS = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w"]
 
 
@@ -43,19 +46,28 @@ def cache_dir():
                       pathlib.Path.home() / ".cache" / "blur_adv")
 
 
-def _cpu_model():
+def _cpu_description():
+  """The CPU's model and instruction-set lines (the model name alone spans generations)."""
   try:
     with open("/proc/cpuinfo") as info:
-      return next((line for line in info if line.startswith("model name")), "")
+      lines = {line.split(":")[0].strip(): line for line in info
+               if line.split(":")[0].strip() in ("model name", "flags", "Features", "CPU part")}
+    return "".join(sorted(lines.values()))
   except OSError:
     return platform.processor()
 
 
+def _compiler_version(compiler):
+  result = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False)
+  return result.stdout
+
+
 def library_path(compiler):
   key = hashlib.sha256()
-  for part in (SOURCE.read_bytes(), compiler.encode(), " ".join(FLAGS).encode(),
-               jax.ffi.include_dir().encode(), _cpu_model().encode(), platform.machine().encode()):
-    key.update(part)
+  for part in (SOURCE.read_bytes(), _compiler_version(compiler), " ".join(FLAGS),
+               jaxlib.__version__, (pathlib.Path(jax.ffi.include_dir()) / FFI_HEADER).read_bytes(),
+               _cpu_description(), platform.machine()):
+    key.update(part if isinstance(part, bytes) else part.encode())
   return cache_dir() / f"blur_cpu_{key.hexdigest()[:16]}.so"
 
 
@@ -69,6 +81,7 @@ def build(compiler, target):
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode:
       raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
+    os.chmod(temporary, 0o644)  # mkstemp makes it private; a shared cache must be readable
     os.replace(temporary, target)
   finally:
     if os.path.exists(temporary):
@@ -83,8 +96,8 @@ def _load():
   compiler = compiler_name()
   if shutil.which(compiler) is None:
     return f"no C++ compiler {compiler!r} on PATH (set $CXX)"
-  path = library_path(compiler)
   try:
+    path = library_path(compiler)
     if not path.exists():
       logging.info("Building the native blur loops into %s", path)
       build(compiler, path)
@@ -92,7 +105,7 @@ def _load():
     for name, symbol in TARGETS.items():
       jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, symbol)),
                                   platform="cpu")
-  except (OSError, RuntimeError, AttributeError) as error:
+  except Exception as error:  # pylint: disable=broad-except  (any failure: fall back to pure JAX)
     logging.warning("Native blur loops unavailable, using pure JAX: %s", error)
     return str(error).splitlines()[0]
   return None

@@ -117,7 +117,8 @@ def test_auto_rule(monkeypatch):
   assert blur_lib.choose_method(image, (256, 15, 15)) == "native"
   assert blur_lib.choose_method(image, (31, 31)) == "native"
   assert blur_lib.choose_method(image, (41, 41)) == "fft"
-  assert blur_lib.choose_method(image, (256, 41, 41), separable=True) == "native"
+  assert blur_lib.choose_method(image, (256, 31, 31), separable=True) == "native"
+  assert blur_lib.choose_method(image, (256, 41, 41), separable=True) == "separable"
   monkeypatch.setattr(native_lib, "_load", lambda: "disabled by BLUR_ADV_NATIVE=0")
   assert blur_lib.choose_method(image, (256, 5, 5)) == "shift"
   assert blur_lib.choose_method(image, (256, 9, 9)) == "fft"

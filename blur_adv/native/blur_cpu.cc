@@ -88,9 +88,11 @@ void CorrelateBlock(const Geometry& g, const float* padded, const float* taps, f
   std::copy(acc, acc + Width, out);
 }
 
-void CorrelateExample(const Geometry& g, const float* padded, const float* taps, float* out) {
+// Output rows [first, last) of one example.
+void CorrelateRows(const Geometry& g, const float* padded, const float* taps, float* out,
+                   int64_t first, int64_t last) {
   const int64_t span = g.span();
-  for (int64_t i = 0; i < g.height(); ++i) {
+  for (int64_t i = first; i < last; ++i) {
     const float* source = padded + i * g.padded_row();
     float* target = out + i * span;
     int64_t m = 0;
@@ -169,6 +171,7 @@ ffi::Error ReadGeometry(ffi::Buffer<ffi::F32>& padded, ffi::Span<const int64_t> 
 
 ffi::Error Correlate(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> padded, ffi::Buffer<ffi::F32> taps,
                      ffi::ResultBuffer<ffi::F32> out) {
+  if (out->element_count() == 0) return ffi::Error::Success();  // no examples, rows or channels
   Geometry g;
   ffi::Error status = ReadGeometry(padded, taps.dimensions(), taps.element_count(), &g);
   if (status.failure()) return status;
@@ -177,15 +180,25 @@ ffi::Error Correlate(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> padded, ffi::Bu
   const float* source = padded.typed_data();
   const float* kernel = taps.typed_data();
   float* result = out->typed_data();
-  ParallelFor(pool, g.examples, [&](int64_t n) {
-    CorrelateExample(g, source + n * g.padded_image(), kernel + n * g.taps(),
-                     result + n * g.height() * g.span());
+  // Split examples into row blocks when there are few of them (a single image still uses every
+  // thread); about 4 work items per thread balance the load.
+  const int64_t wanted = 4 * (pool.num_threads() + 1);
+  const int64_t blocks = std::clamp<int64_t>((wanted + g.examples - 1) / g.examples, 1, g.height());
+  ParallelFor(pool, g.examples * blocks, [&](int64_t item) {
+    const int64_t n = item / blocks, block = item % blocks;
+    CorrelateRows(g, source + n * g.padded_image(), kernel + n * g.taps(),
+                  result + n * g.height() * g.span(), block * g.height() / blocks,
+                  (block + 1) * g.height() / blocks);
   });
   return ffi::Error::Success();
 }
 
 ffi::Error CorrelateTaps(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> padded,
                          ffi::Buffer<ffi::F32> cotangent, ffi::ResultBuffer<ffi::F32> grad) {
+  if (cotangent.element_count() == 0) {  // an empty sum
+    std::fill(grad->typed_data(), grad->typed_data() + grad->element_count(), 0.0f);
+    return ffi::Error::Success();
+  }
   Geometry g;
   ffi::Error status = ReadGeometry(padded, grad->dimensions(), grad->element_count(), &g);
   if (status.failure()) return status;
