@@ -7,8 +7,13 @@ What is timed, identically for every implementation, on per-example kernels (one
   forward+gradient: value and gradient w.r.t. the kernels of sum(out * w), w a fixed random
                     tensor (the images are not differentiated).
 Each call is jit-compiled (JAX) or eager (PyTorch, forward under no_grad), warmed up once, and
-`block_until_ready`-ed; the figure is the median of several repeats, implementations interleaved
-repeat by repeat so that background load hits all of them alike.
+`block_until_ready`-ed; the figure is the best of several samples, each the mean of enough
+back-to-back calls to fill MIN_SAMPLE_S. Best, not median: on this VM the median of 100 calls of
+one function moved by up to 4x from one batch to the next (background kernel work), and
+interference only ever slows a sample down. Implementations are timed one after another, with a pause
+between them: interleaving them call by call (tried first) let each one's idle threads (torch's
+OpenMP threads spin after every call by default) slow down the next, which moved cells by 2-3x.
+So the machine must be quiet (nothing else running) for the table to mean anything.
 
 blur_adv is timed twice: on general kernels (free-form random) with `method="auto"`, and on a
 separable family (per-example Gaussians given as `Separable` 1-D factors; its gradient is w.r.t.
@@ -18,8 +23,8 @@ forward+gradient call for the shape.
 """
 
 import argparse
+import os
 import pathlib
-import statistics
 import tempfile
 import time
 
@@ -41,6 +46,8 @@ TORCH_THREADS = 2
 # slow (224x224, k=31: over a minute a call); it is never near the best peer there.
 SLOW_CALL_S = 4.0
 TOO_SLOW_S = 15.0
+MIN_SAMPLE_S = 0.1
+SETTLE_S = 0.5
 
 
 def _jax_impls(method):
@@ -101,29 +108,38 @@ def _sync(result):
 
 
 class Timer:
-  """Interleaved medians: `run` adds one timed call of every registered callable per round."""
+  """The best of `rounds` samples per callable, one callable after another.
+
+  A sample of a fast call is the mean of enough back-to-back calls to fill MIN_SAMPLE_S, so that
+  scheduler jitter of a millisecond or so does not decide a cell.
+  """
 
   def __init__(self):
-    self.calls, self.times, self.first = {}, {}, {}
+    self.calls, self.times, self.first, self.repeats = {}, {}, {}, {}
 
   def add(self, name, fn, *args):
     start = time.perf_counter()
     _sync(fn(*args))
     self.first[name] = time.perf_counter() - start
+    start = time.perf_counter()
+    _sync(fn(*args))
+    self.repeats[name] = max(1, int(MIN_SAMPLE_S / (time.perf_counter() - start)))
     self.calls[name] = (fn, args)
     self.times[name] = []
 
   def run(self, rounds):
-    for round_index in range(rounds):
-      for name, (fn, args) in self.calls.items():
+    for name, (fn, args) in self.calls.items():
+      time.sleep(SETTLE_S)  # let the previous implementation's idle threads stop spinning
+      for round_index in range(rounds):
         if (round_index and self.first[name] > SLOW_CALL_S) or self.first[name] > TOO_SLOW_S:
           continue
         start = time.perf_counter()
-        _sync(fn(*args))
-        self.times[name].append(time.perf_counter() - start)
+        for _ in range(self.repeats[name]):
+          _sync(fn(*args))
+        self.times[name].append((time.perf_counter() - start) / self.repeats[name])
 
   def per_second(self, name, batch):
-    return batch / statistics.median(self.times[name] or [self.first[name]])
+    return batch / min(self.times[name] or [self.first[name]])
 
   def approximate(self, name):
     return self.first[name] > SLOW_CALL_S
@@ -242,13 +258,15 @@ def native_status():
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--rounds", type=int, default=5, help="timed repeats per cell (median)")
+  parser.add_argument("--rounds", type=int, default=7, help="timed samples per cell (best)")
   args = parser.parse_args()
   import torch  # benchmark-only dependency (the `bench` extra)
   torch.set_num_threads(TORCH_THREADS)
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} with "
-        f"torch.set_num_threads({TORCH_THREADS}); images/s, median of {args.rounds} interleaved "
-        f"repeats (~: a call over {SLOW_CALL_S:.0f} s, timed once); ratio = blur_adv / best peer")
+        f"torch.set_num_threads({TORCH_THREADS}); images/s, best of {args.rounds} samples of "
+        f">= {MIN_SAMPLE_S} s each (~: a call over {SLOW_CALL_S:.0f} s, timed once); "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}; "
+        f"ratio = blur_adv / best peer")
   print(native_status())
   rows = []
   for batch, size, k in SHAPES:

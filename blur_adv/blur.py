@@ -53,10 +53,6 @@ def _validate(images, kernels, padding):
         f"it needs size // 2 <= {min(height, width) - 1}")
 
 
-def _pad(images, half, padding):
-  return jnp.pad(images, ((0, 0), (half, half), (half, half), (0, 0)), mode=padding)
-
-
 # The pure-JAX part of the `auto` rule, measured on 2 CPU cores (per-example kernels, B=256
 # 32x32x3 at k = 5..11 and 31, B=32 224x224x3 at k = 15, 31; interleaved timings, 2026-11-27,
 # benchmarks/blur_bench.py):
@@ -156,7 +152,10 @@ def blur(images, kernels, padding="reflect", method="auto"):
     if kernels.ndim == 3 and kernels.shape[0] == 1:
       kernels = kernels[0]
     kernels = kernels.astype(dtype)
-  padded = _pad(images.astype(dtype), _kernel_shape(kernels)[-1] // 2, padding)
+  if method == "native":  # the loops pad as they go
+    out = strategies.native_blur(images.astype(dtype), kernels, padding, _pure_jax_auto)
+    return out.astype(images.dtype)
+  padded = strategies.pad_images(images.astype(dtype), _kernel_shape(kernels)[-1] // 2, padding)
   return STRATEGIES[method](padded, kernels).astype(images.dtype)
 
 

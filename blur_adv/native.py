@@ -26,12 +26,16 @@ import tempfile
 import jax
 import jax.numpy as jnp
 import jaxlib
+import numpy as np
 from absl import logging
 
 SOURCE = pathlib.Path(__file__).with_name("native") / "blur_cpu.cc"
 # FFI target name -> the handler symbol the library exports.
 TARGETS = {"blur_adv_correlate": "BlurAdvCorrelate",
+           "blur_adv_pad_correlate": "BlurAdvPadCorrelate",
            "blur_adv_correlate_taps": "BlurAdvCorrelateTaps"}
+# numpy.pad's boundary modes, as blur_cpu.cc's PadMode codes.
+PAD_MODES = {"reflect": 1, "symmetric": 2, "edge": 3, "constant": 4, "wrap": 5}
 FFI_HEADER = "xla/ffi/api/ffi.h"
 # -march=native: the cache key includes the CPU's flags, so a cache shared across machines rebuilds.
 FLAGS = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w"]
@@ -137,6 +141,17 @@ def correlate(padded, taps):
   out = jax.ShapeDtypeStruct(
       (batch, height_p - taps_height + 1, width_p - taps_width + 1, channels), jnp.float32)
   return jax.ffi.ffi_call("blur_adv_correlate", out, vmap_method="broadcast_all")(padded, taps)
+
+
+def pad_correlate(images, taps, padding, pad_height, pad_width):
+  """`correlate(jnp.pad(images, ..., mode=padding), taps)` with the padding done in the loops."""
+  batch, height, width, channels = images.shape
+  taps_height, taps_width = taps.shape[-2:]
+  out = jax.ShapeDtypeStruct((batch, height + 2 * pad_height - taps_height + 1,
+                              width + 2 * pad_width - taps_width + 1, channels), jnp.float32)
+  return jax.ffi.ffi_call("blur_adv_pad_correlate", out, vmap_method="broadcast_all")(
+      images, taps, pad_mode=np.int64(PAD_MODES[padding]), pad_height=np.int64(pad_height),
+      pad_width=np.int64(pad_width))
 
 
 def correlate_taps(padded, cotangent):

@@ -181,3 +181,23 @@ def test_fast_fft_lengths():
 def test_bad_factors_raise_clear_errors(column, row, message):
   with pytest.raises(ValueError, match=message):
     blur_lib.blur_separable(np.zeros((2, 8, 8, 3), np.float32), column, row)
+
+
+@pytest.mark.parametrize("separable", [False, True])
+def test_native_fused_padding_gradients_match_direct_for_every_padding(separable):
+  """`blur` pads inside the loops for "native"; its image gradient is the pad's transpose."""
+  rng = np.random.default_rng(7)
+  images = jnp.asarray(rng.random((2, 10, 11, 2)), jnp.float32)
+  weights = jnp.asarray(rng.standard_normal(images.shape), jnp.float32)
+  size = blur_strategies.NATIVE_SEPARABLE_MAX_DENSE_SIZE + 2  # separable: the two-pass path
+  if separable:
+    kernels = blur_lib.Separable(*(jnp.asarray(rng.random((2, size)), jnp.float32)
+                                   for _ in range(2)))
+  else:
+    kernels = jnp.asarray(rng.random((2, 5, 5)), jnp.float32)
+  for padding in blur_lib.PADDING_TO_SCIPY_MODE:
+    loss = lambda x, k, m: jnp.sum(blur_lib.blur(x, k, padding=padding, method=m) * weights)
+    expected = jax.grad(loss, argnums=(0, 1))(images, kernels, "direct")
+    actual = jax.grad(loss, argnums=(0, 1))(images, kernels, "native")
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
+      np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-4, err_msg=padding)
