@@ -365,8 +365,7 @@ def _native_apply_padding(images, kernels, padding):
   half = size // 2
   if isinstance(kernels, Separable) and size > NATIVE_SEPARABLE_MAX_DENSE_SIZE:
     column, row = (jnp.broadcast_to(f, batch + f.shape[-1:])[:, ::-1] for f in kernels)
-    rows = native_lib.pad_correlate(images, row[:, None, :], padding, half, half)
-    return native_lib.correlate(rows, column[:, :, None])
+    return native_lib.pad_separable(images, column, row, padding, half)
   taps = _dense_per_example(images, kernels)[:, ::-1, ::-1]
   return native_lib.pad_correlate(images, taps, padding, half, half)
 

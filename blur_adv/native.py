@@ -33,6 +33,7 @@ SOURCE = pathlib.Path(__file__).with_name("native") / "blur_cpu.cc"
 # FFI target name -> the handler symbol the library exports.
 TARGETS = {"blur_adv_correlate": "BlurAdvCorrelate",
            "blur_adv_pad_correlate": "BlurAdvPadCorrelate",
+           "blur_adv_pad_separable": "BlurAdvPadSeparable",
            "blur_adv_correlate_taps": "BlurAdvCorrelateTaps"}
 # numpy.pad's boundary modes, as blur_cpu.cc's PadMode codes.
 PAD_MODES = {"reflect": 1, "symmetric": 2, "edge": 3, "constant": 4, "wrap": 5}
@@ -152,6 +153,14 @@ def pad_correlate(images, taps, padding, pad_height, pad_width):
   return jax.ffi.ffi_call("blur_adv_pad_correlate", out, vmap_method="broadcast_all")(
       images, taps, pad_mode=np.int64(PAD_MODES[padding]), pad_height=np.int64(pad_height),
       pad_width=np.int64(pad_width))
+
+
+def pad_separable(images, column, row, padding, half):
+  """`pad_correlate` with the taps `column (x) row` (each `(N, k)`), as two passes in one call."""
+  out = jax.ShapeDtypeStruct(images.shape, jnp.float32)
+  return jax.ffi.ffi_call("blur_adv_pad_separable", out, vmap_method="broadcast_all")(
+      images, column, row, pad_mode=np.int64(PAD_MODES[padding]), pad_height=np.int64(half),
+      pad_width=np.int64(half))
 
 
 def correlate_taps(padded, cotangent):

@@ -279,6 +279,56 @@ ffi::Error PadCorrelate(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> images,
   return CorrelatePadded(pool, images, taps, out, Padding{pad_mode, pad_height, pad_width});
 }
 
+// A separable kernel in one call: per work item, the padded rows, their row pass and the column
+// pass all stay in cache (two calls would send the row pass through memory). `column` and `row`
+// are (..., k) correlation taps, one pair per example.
+ffi::Error PadSeparable(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> images,
+                        ffi::Buffer<ffi::F32> column, ffi::Buffer<ffi::F32> row,
+                        ffi::ResultBuffer<ffi::F32> out, int64_t pad_mode, int64_t pad_height,
+                        int64_t pad_width) {
+  if (out->element_count() == 0) return ffi::Error::Success();
+  const Padding pad{pad_mode, pad_height, pad_width};
+  if (pad.mode < 1 || pad.mode > kWrap || pad.height < 0 || pad.width < 0)
+    return ffi::Error::InvalidArgument("bad padding");
+  auto dims = images.dimensions();
+  auto size_dims = row.dimensions();
+  if (dims.size() < 3 || size_dims.size() < 1)
+    return ffi::Error::InvalidArgument("images need rank >= 3 and factors rank >= 1");
+  const int64_t height = dims[dims.size() - 3], width = dims[dims.size() - 2];
+  const int64_t channels = dims[dims.size() - 1], size = size_dims[size_dims.size() - 1];
+  const int64_t examples = images.element_count() / std::max<int64_t>(1, height * width * channels);
+  const int64_t padded_height = height + 2 * pad.height, padded_width = width + 2 * pad.width;
+  if (size < 1 || size > padded_height || size > padded_width || height < 1 || width < 1 ||
+      row.element_count() != static_cast<size_t>(examples * size) ||
+      column.element_count() != row.element_count())
+    return ffi::Error::InvalidArgument("images and factors do not match");
+  const Geometry whole{examples, padded_height, padded_width, channels, size, size};
+  if (out->element_count() != static_cast<size_t>(examples * whole.height() * whole.span()))
+    return ffi::Error::InvalidArgument("output shape does not match the images and factors");
+  const float* source = images.typed_data();
+  const float* columns = column.typed_data();
+  const float* rows_taps = row.typed_data();
+  float* result = out->typed_data();
+  const int64_t wanted = 4 * std::max<int64_t>(1, pool.num_threads());
+  const int64_t blocks = std::clamp<int64_t>((wanted + examples - 1) / examples, 1, whole.height());
+  ParallelFor(pool, examples * blocks, [&](int64_t item) {
+    const int64_t n = item / blocks, block = item % blocks;
+    const int64_t first = block * whole.height() / blocks;
+    const int64_t last = (block + 1) * whole.height() / blocks;
+    const int64_t rows = last - first + size - 1;
+    std::vector<float> padded(rows * whole.padded_row());
+    PadRows(source + n * height * width * channels, height, width, channels, pad, first,
+            first + rows, padded.data());
+    const Geometry row_pass{1, rows, padded_width, channels, 1, size};
+    std::vector<float> passed(rows * row_pass.span());
+    CorrelateRows(row_pass, padded.data(), rows_taps + n * size, passed.data(), 0, rows);
+    const Geometry column_pass{1, rows, padded_width - size + 1, channels, size, 1};
+    CorrelateRows(column_pass, passed.data(), columns + n * size,
+                  result + (n * whole.height() + first) * whole.span(), 0, last - first);
+  });
+  return ffi::Error::Success();
+}
+
 ffi::Error CorrelateTaps(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> padded,
                          ffi::Buffer<ffi::F32> cotangent, ffi::ResultBuffer<ffi::F32> grad) {
   if (cotangent.element_count() == 0) {  // an empty sum
@@ -313,6 +363,17 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(BlurAdvCorrelate, Correlate,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(BlurAdvPadCorrelate, PadCorrelate,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("pad_mode")
+                                  .Attr<int64_t>("pad_height")
+                                  .Attr<int64_t>("pad_width"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(BlurAdvPadSeparable, PadSeparable,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
