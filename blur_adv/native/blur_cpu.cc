@@ -94,8 +94,10 @@ void PadRows(const float* image, int64_t height, int64_t width, int64_t channels
 
 // Runs body(n) for n in [0, count) on the caller and the pool. Work is claimed from a shared
 // counter, so a pool that is busy elsewhere only means the caller does more of it (no deadlock),
-// and tasks that start after the caller returned find nothing left and exit.
-void ParallelFor(ffi::ThreadPool& pool, int64_t count, const std::function<void(int64_t)>& body) {
+// and tasks that start after the caller returned find nothing left and exit. An exception in an
+// item (a failed scratch allocation) is recorded, not thrown across threads or the FFI: the
+// result is an error.
+ffi::Error ParallelFor(ffi::ThreadPool& pool, int64_t count, const std::function<void(int64_t)>& body) {
   struct State {
     std::atomic<int64_t> next{0};
     std::atomic<int64_t> done{0};
@@ -103,13 +105,18 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t count, const std::function<void(
     std::condition_variable finished;
     const std::function<void(int64_t)>* body;
     int64_t count;
+    std::atomic<bool> failed{false};
   };
   auto state = std::make_shared<State>();
   state->body = &body;
   state->count = count;
   auto work = [](State& s) {
     for (int64_t n; (n = s.next.fetch_add(1)) < s.count;) {
-      (*s.body)(n);
+      try {
+        (*s.body)(n);
+      } catch (...) {
+        s.failed = true;
+      }
       if (s.done.fetch_add(1) + 1 == s.count) {
         std::lock_guard<std::mutex> lock(s.mutex);
         s.finished.notify_all();
@@ -123,6 +130,8 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t count, const std::function<void(
   work(*state);
   std::unique_lock<std::mutex> lock(state->mutex);
   state->finished.wait(lock, [&] { return state->done.load() == count; });
+  return state->failed ? ffi::Error::Internal("blur loops: a work item failed (out of memory?)")
+                       : ffi::Error::Success();
 }
 
 // One output row block of `Width` floats: its accumulators stay in registers (8 AVX vectors at
@@ -251,7 +260,7 @@ ffi::Error CorrelatePadded(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& images,
   // thread); about 4 work items per thread balance the load.
   const int64_t wanted = 4 * std::max<int64_t>(1, pool.num_threads());
   const int64_t blocks = std::clamp<int64_t>((wanted + g.examples - 1) / g.examples, 1, g.height());
-  ParallelFor(pool, g.examples * blocks, [&](int64_t item) {
+  return ParallelFor(pool, g.examples * blocks, [&](int64_t item) {
     const int64_t n = item / blocks, block = item % blocks;
     const int64_t first = block * g.height() / blocks, last = (block + 1) * g.height() / blocks;
     float* target = result + n * g.height() * g.span();
@@ -265,7 +274,6 @@ ffi::Error CorrelatePadded(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& images,
     CorrelateRows(g, rows.data(), kernel + n * g.taps(), target + first * g.span(), 0,
                   last - first);
   });
-  return ffi::Error::Success();
 }
 
 ffi::Error Correlate(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> padded, ffi::Buffer<ffi::F32> taps,
@@ -276,6 +284,7 @@ ffi::Error Correlate(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> padded, ffi::Bu
 ffi::Error PadCorrelate(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> images,
                         ffi::Buffer<ffi::F32> taps, ffi::ResultBuffer<ffi::F32> out,
                         int64_t pad_mode, int64_t pad_height, int64_t pad_width) {
+  if (pad_mode < 1) return ffi::Error::InvalidArgument("bad padding mode");  // 0 = pre-padded
   return CorrelatePadded(pool, images, taps, out, Padding{pad_mode, pad_height, pad_width});
 }
 
@@ -310,8 +319,10 @@ ffi::Error PadSeparable(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> images,
   const float* rows_taps = row.typed_data();
   float* result = out->typed_data();
   const int64_t wanted = 4 * std::max<int64_t>(1, pool.num_threads());
-  const int64_t blocks = std::clamp<int64_t>((wanted + examples - 1) / examples, 1, whole.height());
-  ParallelFor(pool, examples * blocks, [&](int64_t item) {
+  // Blocks of at least k rows: each block redoes k - 1 halo rows of padding and row pass.
+  const int64_t blocks = std::clamp<int64_t>((wanted + examples - 1) / examples, 1,
+                                             std::max<int64_t>(1, whole.height() / size));
+  return ParallelFor(pool, examples * blocks, [&](int64_t item) {
     const int64_t n = item / blocks, block = item % blocks;
     const int64_t first = block * whole.height() / blocks;
     const int64_t last = (block + 1) * whole.height() / blocks;
@@ -326,7 +337,6 @@ ffi::Error PadSeparable(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> images,
     CorrelateRows(column_pass, passed.data(), columns + n * size,
                   result + (n * whole.height() + first) * whole.span(), 0, last - first);
   });
-  return ffi::Error::Success();
 }
 
 ffi::Error CorrelateTaps(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> padded,
@@ -344,11 +354,10 @@ ffi::Error CorrelateTaps(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> padded,
   const float* source = padded.typed_data();
   const float* cot = cotangent.typed_data();
   float* result = grad->typed_data();
-  ParallelFor(pool, g.examples, [&](int64_t n) {
+  return ParallelFor(pool, g.examples, [&](int64_t n) {
     CorrelateTapsExample(g, source + n * g.padded_image(), cot + n * g.height() * g.span(),
                          result + n * g.taps());
   });
-  return ffi::Error::Success();
 }
 
 }  // namespace
