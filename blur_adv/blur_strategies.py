@@ -343,6 +343,9 @@ _native_loops.defvjp(_native_forward, _native_backward)
 def native_or(fallback):
   """The C++ loops for float32 on CPU, `fallback` (a pure-JAX strategy) for everything else.
 
+  This is the padded-input form that `blur.STRATEGIES` holds; `blur` itself calls `native_blur`,
+  which lets the loops do the padding.
+
   The platform is picked when lowering (`lax.platform_dependent`), so the same jitted function
   runs the loops on CPU and `fallback` on GPU/TPU. Reverse-mode differentiation only (first
   order): `jax.jvp` and second derivatives need a pure-JAX strategy such as "fft".

@@ -7,10 +7,10 @@ here as plain C++ loops with contiguous inner loops, spread over XLA's intra-op 
 The library is compiled once per source, compiler version, jaxlib and CPU (model and instruction
 set flags, since it is built with -march=native) with the system C++ compiler (`$CXX`, else
 `g++`) into `$BLUR_ADV_CACHE` (default `~/.cache/blur_adv`), atomically and world-readable, so
-concurrent processes may race harmlessly and a cache can be shared. Without a compiler, or with `BLUR_ADV_NATIVE=0`, it is
-simply unavailable: `available()` is False, `blur`'s `auto` rule uses the pure-JAX strategies, and
-forcing `method="native"` raises with the reason. Only float32 and CPU are served here; the
-strategy in `blur_strategies` falls back to pure JAX for everything else.
+concurrent processes may race harmlessly and a cache can be shared. Without a compiler, or with
+`BLUR_ADV_NATIVE=0`, it is simply unavailable: `available()` is False, `blur`'s `auto` rule uses
+the pure-JAX strategies, and forcing `method="native"` raises with the reason. Only float32 and
+CPU are served here; the strategy in `blur_strategies` falls back to pure JAX for the rest.
 """
 
 import ctypes

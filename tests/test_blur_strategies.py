@@ -201,3 +201,18 @@ def test_native_fused_padding_gradients_match_direct_for_every_padding(separable
     actual = jax.grad(loss, argnums=(0, 1))(images, kernels, "native")
     for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
       np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-4, err_msg=padding)
+
+
+def test_native_padded_input_strategy_matches_direct():
+  """`STRATEGIES["native"]` (padded input, what strategy-level callers use) and its gradients."""
+  rng = np.random.default_rng(8)
+  padded = jnp.asarray(rng.random((2, 12, 13, 2)), jnp.float32)
+  weights = jnp.asarray(rng.standard_normal((2, 8, 9, 2)), jnp.float32)
+  for kernels in (jnp.asarray(rng.random((2, 5, 5)), jnp.float32),
+                  blur_lib.Separable(*(jnp.asarray(rng.random((2, 5)), jnp.float32)
+                                       for _ in range(2)))):
+    loss = lambda p, k, m: jnp.sum(blur_lib.STRATEGIES[m](p, k) * weights)
+    expected = jax.grad(loss, argnums=(0, 1))(padded, kernels, "direct")
+    actual = jax.grad(loss, argnums=(0, 1))(padded, kernels, "native")
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
+      np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-4)
