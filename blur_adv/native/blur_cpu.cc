@@ -237,6 +237,14 @@ ffi::Error ReadGeometry(ffi::Buffer<ffi::F32>& images, ffi::Span<const int64_t> 
   return ffi::Error::Success();
 }
 
+// Row blocks per example: about 4 work items per thread, so that a small batch (even a single
+// image) still uses every thread; each block has at least `min_rows` of the `height` output rows.
+int64_t RowBlocks(ffi::ThreadPool& pool, int64_t examples, int64_t height, int64_t min_rows) {
+  const int64_t wanted = 4 * std::max<int64_t>(1, pool.num_threads());
+  return std::clamp<int64_t>((wanted + examples - 1) / examples, 1,
+                             std::max<int64_t>(1, height / min_rows));
+}
+
 // out = correlate(pad(images), taps); `pad.mode` 0 means `images` are already padded. Fused
 // padding builds each work item's padded rows in a scratch buffer that stays in cache, instead of
 // a padded copy of the whole batch in memory (at k = 5 XLA's pad took as long as the blur).
@@ -256,10 +264,7 @@ ffi::Error CorrelatePadded(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& images,
   const float* source = images.typed_data();
   const float* kernel = taps.typed_data();
   float* result = out->typed_data();
-  // Split examples into row blocks when there are few of them (a single image still uses every
-  // thread); about 4 work items per thread balance the load.
-  const int64_t wanted = 4 * std::max<int64_t>(1, pool.num_threads());
-  const int64_t blocks = std::clamp<int64_t>((wanted + g.examples - 1) / g.examples, 1, g.height());
+  const int64_t blocks = RowBlocks(pool, g.examples, g.height(), 1);
   return ParallelFor(pool, g.examples * blocks, [&](int64_t item) {
     const int64_t n = item / blocks, block = item % blocks;
     const int64_t first = block * g.height() / blocks, last = (block + 1) * g.height() / blocks;
@@ -318,10 +323,8 @@ ffi::Error PadSeparable(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> images,
   const float* columns = column.typed_data();
   const float* rows_taps = row.typed_data();
   float* result = out->typed_data();
-  const int64_t wanted = 4 * std::max<int64_t>(1, pool.num_threads());
   // Blocks of at least k rows: each block redoes k - 1 halo rows of padding and row pass.
-  const int64_t blocks = std::clamp<int64_t>((wanted + examples - 1) / examples, 1,
-                                             std::max<int64_t>(1, whole.height() / size));
+  const int64_t blocks = RowBlocks(pool, examples, whole.height(), size);
   return ParallelFor(pool, examples * blocks, [&](int64_t item) {
     const int64_t n = item / blocks, block = item % blocks;
     const int64_t first = block * whole.height() / blocks;
