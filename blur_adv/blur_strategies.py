@@ -266,7 +266,8 @@ separable = fft_when_differentiated(_separable)
 # --- native: C++ loops on CPU (blur_adv.native) -------------------------------------------------
 
 # Above this size the FFT's kernel gradient (one spectrum product, cost nearly independent of k)
-# beats the C++ loops' k*k dot products per row (measured with benchmarks/blur_bench.py).
+# beats the C++ loops' k*k dot products per row: they tied at k = 31 (B=256 32x32x3, both timed
+# alone on 2 cores, 2026-11-27), and the loops' cost grows as k*k beyond.
 NATIVE_TAPS_MAX_SIZE = 31
 
 
