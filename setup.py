@@ -27,8 +27,8 @@ setup(
     version="0.1.0",
     description=__doc__,
     packages=find_packages(include=["blur_adv", "blur_adv.*"]),
-    # The C++ blur loops are compiled on first use (blur_adv/native.py), so ship the source.
-    package_data={"blur_adv": ["native/*.cc"]},
+    # The C++ blur loops are compiled on first use (blur_adv/ops/native), so ship the source.
+    package_data={"blur_adv.ops.native": ["*.cc"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={

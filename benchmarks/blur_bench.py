@@ -33,10 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from blur_adv import blur as blur_lib
-from blur_adv import blur_strategies
-from blur_adv import kernels as kernels_lib
-from blur_adv import native as native_lib
+from blur_adv.ops import blur as blur_lib
+from blur_adv.ops import blur_strategies
+from blur_adv.ops import kernels as kernels_lib
+from blur_adv.ops import native as native_lib
 
 SHAPES = [(256, 32, 5), (256, 32, 9), (256, 32, 15), (256, 32, 31), (32, 224, 15), (32, 224, 31)]
 TORCH_THREADS = 2

@@ -23,7 +23,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from blur_adv import adversarial_trainer, models, optim, parallel, trainers
+from blur_adv import models, optim, parallel, trainers
+from blur_adv.trainers import adversarial as adversarial_trainer
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position

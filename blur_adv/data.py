@@ -220,7 +220,7 @@ def _tfds_source(name: str, split: str, image_size: int, data_dir: str | None) -
     raise ValueError(f"config.dataset={name!r} has no 'image'/'label' features.")
   _ensure_prepared(builder, name, data_dir)
   # Small datasets (CIFAR, MNIST) fit in host memory as uint8 after resizing.
-  # TODO(next issues): ImageNet-scale TFDS sets need `builder.as_data_source`
+  # TODO: ImageNet-scale TFDS sets need `builder.as_data_source`
   # (array_record random access) instead of this in-memory copy.
   dataset = builder.as_dataset(split=split, shuffle_files=False)
   images, labels = [], []

@@ -2,12 +2,12 @@
 
 Runs the evaluators named in `config.evaluators` and writes their results
 into `DIR/eval.json` as {"step": ..., "<evaluator>": {...}, ...}, keeping
-entries of evaluators not run this time.
+entries of evaluators not run this time, then the evaluators' artifacts.
 """
 from __future__ import annotations
 
-import json
 import os
+import sys
 from typing import Any
 
 from absl import app, flags, logging
@@ -18,36 +18,38 @@ FLAGS = flags.FLAGS
 
 def evaluate_checkpoint(config, workdir: str) -> dict[str, Any]:
   """Restores the newest checkpoint in `workdir`, runs the evaluators, updates eval.json."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from blur_adv import evaluators, experiment, robustness  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top  (flags first, so a bad command line fails at once)
+  import jax
+  from blur_adv import experiment, jsonio
+  from blur_adv.evaluators import base as evaluators
+  # pylint: enable=g-import-not-at-top
   exp = experiment.setup(config, workdir)
   restored = exp.checkpointer.restore_latest(exp.init_state, exp.train_rng)
   if restored is None:
     raise FileNotFoundError(f"No checkpoint under {os.path.join(workdir, 'checkpoints')}.")
   state = exp.parallel.replicate(restored.state)
   eval_step = exp.parallel.wrap_eval_step(exp.trainer.eval_step)
+  inputs = evaluators.Inputs(config, exp.eval_source, exp.parallel, state, eval_step)
   path = os.path.join(workdir, "eval.json")
-  results: dict[str, Any] = {}
-  if os.path.exists(path):
-    with open(path) as f:
-      results = json.load(f)
+  results = jsonio.read_json(path)
   results["step"] = int(restored.state.step)
-  for name in config.evaluators:
-    results[name] = evaluators.EVALUATORS.get(name, field="evaluators")(exp, state, eval_step)
-    logging.info("%s at step %d: %s", name, results["step"], results[name])
+  for name, out in evaluators.run(config.evaluators, inputs).items():
+    results[name] = out
+    logging.info("%s at step %d: %s", name, results["step"], out)
   if jax.process_index() == 0:
-    with open(path + ".tmp", "w") as f:
-      json.dump(results, f, indent=2, sort_keys=True)
-    os.replace(path + ".tmp", path)
-    if set(config.evaluators) & set(robustness.EVALUATOR_NAMES):
-      for written in robustness.write_artifacts(exp, state, results, workdir):
-        logging.info("Wrote %s", written)
+    jsonio.write_json(path, results)
+    for written in evaluators.write_artifacts(config.evaluators, inputs, results, workdir):
+      logging.info("Wrote %s", written)
   return results
 
 
 def main(argv):
   del argv
-  evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
+  from blur_adv import config_checks  # pylint: disable=g-import-not-at-top
+  try:
+    evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
+  except config_checks.ConfigError as e:
+    sys.exit(f"Error: {e}")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from blur_adv import config_checks, data, parallel, trainers
-# Imported for their registrations: the adversarial trainer and the robustness evaluators.
-from blur_adv import adversarial_trainer, robustness  # pylint: disable=unused-import
+from blur_adv import components  # pylint: disable=unused-import  (registers every part by name)
+from blur_adv import config_checks, data, parallel
 from blur_adv.checkpoint import Checkpointer
+from blur_adv.trainers import base as trainers
 
 
 @dataclasses.dataclass
@@ -34,11 +34,17 @@ class Experiment:
         augment=self.config.augment, position=position)
 
 
+def validate(config):
+  """`config_checks.validate` against this process's devices: seconds, before any data."""
+  available = jax.device_count()
+  config_checks.validate(config, num_devices=config.num_devices or available,
+                         process_count=jax.process_count(), available_devices=available)
+
+
 def setup(config, workdir: str) -> Experiment:
-  """Validates `config` first (seconds), then opens data and initializes the state."""
-  config_checks.validate(config, process_count=jax.process_count())
+  """Validates `config` (once, first), then opens data and initializes the state."""
+  validate(config)
   dp = parallel.DataParallel(config.parallelism, config.num_devices)
-  config_checks.validate(config, num_devices=dp.num_devices, process_count=jax.process_count())
 
   train_source = data.load_source(config.dataset, config.train_split, config.image_size,
                                   config.data_dir)

@@ -6,19 +6,23 @@ on the cluster environment JAX detects) to initialize `jax.distributed`.
 import json
 import logging as std_logging
 import os
+import re
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
-flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
-flags.DEFINE_integer("process_id", None, "Index of this process (multi-host).")
-flags.DEFINE_bool("distributed", False, "Initialize jax.distributed from the environment.")
-flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _define_flags():
+  config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+  flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
+  flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
+  flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
+  flags.DEFINE_integer("process_id", None, "Index of this process (multi-host).")
+  flags.DEFINE_bool("distributed", False, "Initialize jax.distributed from the environment.")
+  flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _quiet_orbax(record) -> bool:
@@ -36,34 +40,48 @@ def _print_result(workdir: str):
             f"({summary['wall_time_s']:.0f} s in train_and_evaluate).")
 
 
+def _unknown_override(argv, error) -> str:
+  """One line for ml_collections' error on `--config.PATH=...` where the config lacks PATH."""
+  text = str(error)
+  key = re.search(r"'([^'\\]+)", text)
+  suggestion = re.search(r'Did you mean "([^"]+)"', text)
+  paths = [a.split("=")[0][len("--config."):] for a in argv[1:] if a.startswith("--config.")]
+  name = key.group(1) if key else "?"
+  path = next((p for p in paths if name in p.split(".")), name)
+  parent = path.rsplit(".", 1)[0] + "." if "." in path else ""
+  hint = f" (did you mean config.{parent}{suggestion.group(1)}?)" if suggestion else ""
+  return f"Unknown config field config.{path}{hint}."
+
+
+def _parse_flags(argv):
+  """absl's parsing, except that an override of a field the config lacks fails in one line."""
+  try:
+    return FLAGS(argv)
+  except (AttributeError, KeyError) as e:  # What ml_collections raises for such an override.
+    sys.exit(f"Error: {_unknown_override(argv, e)}")
+
+
 def main(argv):
   del argv
   logging.get_absl_logger().addFilter(_quiet_orbax)
-  import jax  # pylint: disable=g-import-not-at-top
-  from blur_adv import config_checks  # pylint: disable=g-import-not-at-top
-  # Every trainer, evaluator and config section selectable by name registers on import.
-  from blur_adv import experiment  # pylint: disable=g-import-not-at-top,unused-import
+  # pylint: disable=g-import-not-at-top  (after flag parsing, so a bad command line fails at once)
+  import jax
+  from blur_adv import config_checks, data, train
+  # pylint: enable=g-import-not-at-top
   if FLAGS.coordinator_address or FLAGS.distributed:
     # CPU hosts need gloo for cross-process collectives; accelerators ignore it.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   if jax.process_index() > 0:
     logging.set_verbosity(logging.WARNING)  # Process 0 reports for everyone.
-  logging.info("Process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
-               jax.devices())
   try:
-    # Fail in seconds on a bad config, before the heavy imports and data loading.
-    config_checks.validate(FLAGS.config, process_count=jax.process_count(),
-                           num_devices=FLAGS.config.num_devices or jax.device_count())
-    from blur_adv import data, train  # pylint: disable=g-import-not-at-top
-    try:
-      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except data.DatasetUnavailableError as e:
-      sys.exit(f"Error: {e}")
-    _print_result(FLAGS.workdir)
-  except config_checks.ConfigError as e:
+    # Validates the config first (seconds), then loads data and trains.
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except (config_checks.ConfigError, data.DatasetUnavailableError) as e:
     sys.exit(f"Error: {e}")
+  _print_result(FLAGS.workdir)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _define_flags()
+  app.run(main, flags_parser=_parse_flags)

@@ -4,6 +4,19 @@ from __future__ import annotations
 import jax
 import optax
 
+from blur_adv import config_checks
+
+# Training optimizers by `config.optimizer` (the attacks' step rules are `attacks.STEP_RULES`).
+OPTIMIZERS = ("sgd", "adamw")
+
+
+def check_config(config):
+  if config.optimizer not in OPTIMIZERS:
+    raise config_checks.unknown_name("optimizer", "optimizer", config.optimizer, OPTIMIZERS)
+
+
+config_checks.register_fields("optimizer", validator=check_config)
+
 
 def learning_rate_schedule(config, total_steps: int, steps_per_epoch: int) -> optax.Schedule:
   """Linear warm-up then cosine decay to zero, with the peak scaled by batch size / 256."""
@@ -28,6 +41,3 @@ def create_optimizer(config, total_steps: int, steps_per_epoch: int) -> optax.Gr
   else:
     raise ValueError(f"Unknown config.optimizer={config.optimizer!r}; known: sgd, adamw.")
   return optax.chain(optax.add_decayed_weights(config.weight_decay, mask=_decay_mask), opt)
-
-
-OPTIMIZERS = ("sgd", "adamw")

@@ -15,8 +15,18 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from blur_adv import config_checks
+
 DATA_AXIS = "data"
 MODES = ("pmap", "shard_map")
+
+
+def check_config(config):
+  if config.parallelism not in MODES:
+    raise config_checks.unknown_name("parallelism", "parallelism", config.parallelism, MODES)
+
+
+config_checks.register_fields("parallelism", validator=check_config)
 
 
 class DataParallel:

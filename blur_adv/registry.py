@@ -3,15 +3,25 @@ from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
 
+from blur_adv import config_checks
+
 T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-  """Maps names to factories; unknown names fail with the list of known ones."""
+  """Maps names to factories; unknown names fail with `config_checks`' one-line `ConfigError`.
 
-  def __init__(self, kind: str):
+  With `field`, the registry also checks that config field in `config_checks.validate`: one
+  name (e.g. `config.trainer`) or, with `many`, a tuple of names (`config.evaluators`).
+  """
+
+  def __init__(self, kind: str, field: str | None = None, many: bool = False):
     self.kind = kind
+    self.field = field
+    self.many = many
     self._entries: dict[str, T] = {}
+    if field is not None:
+      config_checks.register_fields(field, validator=self.check_config)
 
   def register(self, name: str) -> Callable[[T], T]:
     def decorator(entry: T) -> T:
@@ -23,9 +33,15 @@ class Registry(Generic[T]):
 
   def get(self, name: str, field: str | None = None) -> T:
     if name not in self._entries:
-      where = f"config.{field}=" if field else f"{self.kind} "
-      raise ValueError(f"Unknown {where}{name!r}; known: {', '.join(sorted(self._entries))}.")
+      raise config_checks.unknown_name(self.kind, field, name, self._entries)
     return self._entries[name]
+
+  def check_config(self, config):
+    """Every name in `config.<field>` is registered."""
+    if self.many:
+      config_checks.check_names(self.field, config[self.field], self._entries, self.kind)
+    else:
+      self.get(config[self.field], self.field)
 
   def __contains__(self, name: str) -> bool:
     return name in self._entries

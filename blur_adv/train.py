@@ -6,7 +6,6 @@ periodically, and on SIGTERM saves before returning.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -15,10 +14,12 @@ from typing import Any
 import jax
 import numpy as np
 from absl import logging
-from clu import metric_writers, parameter_overview, periodic_actions
 from jax.experimental import multihost_utils
 
-from blur_adv import defense, evaluators, experiment as experiment_lib
+from blur_adv import experiment as experiment_lib
+from blur_adv import jsonio
+from blur_adv.defense import init as defense_init
+from blur_adv.evaluators import base as evaluators
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -60,25 +61,13 @@ def _merge(total, new):
   return new if total is None else total.merge(new)
 
 
-def _read_json(path: str) -> dict:
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    return json.load(f)
-
-
-def _write_json(path: str, payload: dict):
-  if jax.process_index() == 0:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(payload, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def train_and_evaluate(config, workdir: str) -> Any:
   """Trains `config` in `workdir` (resuming if possible); returns the final host state."""
   start_time = time.time()
-  exp = experiment_lib.setup(config, workdir)
+  exp = experiment_lib.setup(config, workdir)  # Validates the config first.
+  # Imported here: clu's writers import TensorFlow (seconds), which a bad config need not wait for.
+  # pylint: disable-next=g-import-not-at-top
+  from clu import metric_writers, parameter_overview, periodic_actions
   dp = exp.parallel
   is_chief = jax.process_index() == 0
   # TensorBoard events and log lines from process 0 only; other processes stay silent.
@@ -92,7 +81,7 @@ def train_and_evaluate(config, workdir: str) -> Any:
     host_state, train_rng, position = restored
     logging.info("Resumed from step %d (data position %d).", int(host_state.step), position)
   else:  # A fresh run: fine-tuning source and front-end pre-training (config.defense).
-    host_state = defense.prepare_initial_state(config, host_state, exp.train_source, train_rng)
+    host_state = defense_init.prepare_initial_state(config, host_state, exp.train_source, train_rng)
   start_step = int(host_state.step)
   parameter_overview.log_parameter_overview(host_state.params)
   logging.info("Training %d steps (%d per epoch) on %d device(s), %s, global batch %d.",
@@ -108,10 +97,9 @@ def train_and_evaluate(config, workdir: str) -> Any:
   watcher = PreemptionWatcher()
 
   def evaluate(step: int) -> dict[str, float]:
-    results = {}
-    for name in config.evaluators:
-      out = evaluators.EVALUATORS.get(name)(exp, state, eval_step)
-      results.update({f"{name}/{k}": v for k, v in out.items()})
+    inputs = evaluators.Inputs(config, exp.eval_source, dp, state, eval_step)
+    results = {f"{name}/{k}": v for name, out in evaluators.run(config.evaluators, inputs).items()
+               for k, v in out.items()}
     writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
     return results
 
@@ -156,10 +144,11 @@ def train_and_evaluate(config, workdir: str) -> Any:
   summary["wall_time_s"] = time.time() - start_time
   if start_step >= exp.total_steps:  # Restarted after completion: re-evaluate only.
     summary.update({f"eval/{k}": v for k, v in evaluate(start_step).items()})
-    previous = _read_json(summary_path)  # Keep the training run's time and train metrics.
+    previous = jsonio.read_json(summary_path)  # Keep the training run's time and train metrics.
     summary = {**previous, **summary,
                "wall_time_s": previous.get("wall_time_s", summary["wall_time_s"])}
-  _write_json(summary_path, summary)
+  if is_chief:
+    jsonio.write_json(summary_path, summary)
   if "eval/clean/accuracy" in summary and not summary.get("preempted"):
     logging.info("Final eval accuracy %.4f at step %d (%.1f s).",
                  summary["eval/clean/accuracy"], summary["step"], summary["wall_time_s"])

@@ -10,8 +10,8 @@ This file is the whole experiment; variants import it and override fields.
 """
 import ml_collections
 
-from blur_adv import defense
-from blur_adv.family_params import FAMILIES  # Every kernel family the attacks know.
+from blur_adv.defense import config as defense_config
+from blur_adv.ops.families import FAMILIES  # Every kernel family the attacks know.
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -32,7 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.trainer = "adversarial"  # 'standard' | 'adversarial'.
   config.budget = 0.1  # SSIM budget in (0, 1]: a blur is admissible when SSIM >= 1 - budget.
 
-  # The blur adversary (trainer 'adversarial'); see blur_adv/adversarial_trainer.py.
+  # The blur adversary (trainer 'adversarial'); see blur_adv/trainers/adversarial.py.
   config.adversary = ml_collections.ConfigDict()
   config.adversary.kind = "network"  # 'network' (learned) | 'pgd' (PGD-K) | 'random'.
   config.adversary.kernel_size = 7
@@ -46,10 +46,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.adversary.warmup_steps = 0  # Clean training first.
   config.adversary.pgd_steps = 5  # K, for kind 'pgd'.
 
-  # Defenses, all off here (see blur_adv/defense.py): blur augmentation (augment_*), a deblurring
+  # Defenses, all off here (see blur_adv/defense/): blur augmentation (augment_*), a deblurring
   # front-end before the classifier (front_end: none | unsharp | wiener | richardson_lucy | unet),
   # the blur-consistency loss (consistency_weight) and fine-tuning from a run (init_from).
-  config.defense = defense.default_settings()
+  config.defense = defense_config.default_settings()
 
   # Robustness evaluation (evaluators 'corruptions', 'worst_case', 'minimal_flip').
   config.robustness = ml_collections.ConfigDict()

@@ -24,8 +24,8 @@ import sys
 
 from absl import app, flags
 
-FAMILIES = ("gaussian", "anisotropic_gaussian", "defocus", "motion", "box", "motion_path",
-            "free_form")
+from blur_adv.ops.families import FAMILIES
+
 
 # sweep name -> list of (run name, {config field: value}); values are Python literals.
 SWEEPS = {
@@ -36,7 +36,7 @@ SWEEPS = {
                  + [(f"adversary_{k}", {"adversary.kind": k}) for k in ("network", "pgd", "random")],
     "inner_steps": [(f"pgd_{k}", {"adversary.kind": "pgd", "adversary.pgd_steps": k})
                     for k in (1, 3, 5, 10)],
-    # Each defense alone (see blur_adv/defense.py); the adversary is the default network kind.
+    # Each defense alone (see blur_adv/defense/); the adversary is the default network kind.
     "defense": [
         ("standard", {"trainer": "standard"}),
         ("augmentation", {"trainer": "standard", "defense.augment_probability": 0.5}),

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from blur_adv import metrics, train
+from blur_adv import train
+from blur_adv.ops import measures as metrics
 from blur_adv.evaluate import evaluate_checkpoint
 from configs import default
 

@@ -10,7 +10,7 @@ import pytest
 import scipy.ndimage
 from sklearn.datasets import load_digits
 
-from blur_adv import attacks, blur, metrics
+from blur_adv.ops import attacks, blur, families, measures as metrics
 
 BATCH = 32
 SIZE = 5
@@ -64,7 +64,7 @@ def test_model_is_trained():
   assert float(jnp.mean(jnp.argmax(logits_fn()(x), -1) == y)) >= 0.8
 
 
-@pytest.mark.parametrize("family", attacks.FAMILIES)
+@pytest.mark.parametrize("family", families.FAMILIES)
 def test_attack_beats_random_admissible_kernels(family):
   _, x, y = trained()
   result = attacks.attack(logits_fn(), x, y, BUDGET, jax.random.PRNGKey(1), family=family,

@@ -7,12 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from blur_adv import augment
-from blur_adv import kernels as kernels_lib
-from blur_adv import metrics
+from blur_adv.ops import augment
+from blur_adv.ops import kernels as kernels_lib
+from blur_adv.ops import measures as metrics
 
 SIZE = 7
-ALL_FAMILIES = tuple(kernels_lib.FAMILIES)
+ALL_FAMILIES = tuple(kernels_lib.PARAMETRIC_FAMILIES)
 
 
 @functools.lru_cache(maxsize=None)
@@ -30,7 +30,7 @@ def test_kernels_are_valid_for_every_family():
 
 def _endpoint_spreads(family, size):
   """Smallest and largest spread over the range's corners (and a grid of angles)."""
-  fn, names = kernels_lib.FAMILIES[family]
+  fn, names = kernels_lib.PARAMETRIC_FAMILIES[family]
   ranges = augment.default_ranges(size, (family,))[family]
   grids = [np.linspace(*ranges[n], 13) if n == "angle" else np.array(ranges[n]) for n in names]
   mesh = [m.ravel() for m in np.meshgrid(*grids)]

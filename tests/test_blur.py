@@ -9,7 +9,7 @@ import pytest
 import scipy.ndimage as ndi
 from jax.test_util import check_grads
 
-from blur_adv import blur as blur_lib
+from blur_adv.ops import blur as blur_lib
 
 STRATEGIES = sorted(blur_lib.STRATEGIES)
 PADDINGS = sorted(blur_lib.PADDING_TO_SCIPY_MODE)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from blur_adv import blur as blur_lib
-from blur_adv import blur_strategies
-from blur_adv import kernels as kernels_lib
-from blur_adv import native as native_lib
+from blur_adv.ops import blur as blur_lib
+from blur_adv.ops import blur_strategies
+from blur_adv.ops import kernels as kernels_lib
+from blur_adv.ops import native as native_lib
 
 STRATEGIES = sorted(blur_lib.STRATEGIES)
 

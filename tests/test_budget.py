@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import skimage.metrics
 
-from blur_adv import blur, budget, kernels, metrics
+from blur_adv.ops import blur, budget, kernels, measures as metrics
 
 SIZE = 7
 

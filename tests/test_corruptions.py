@@ -10,7 +10,7 @@ import skimage.data
 import skimage.transform
 from PIL import Image
 
-from blur_adv import corruptions
+from blur_adv.ops import corruptions
 
 reference = pytest.importorskip("imagecorruptions_compat")
 

@@ -12,11 +12,14 @@ import skimage.filters
 import skimage.restoration
 from skimage.transform import resize
 
-from blur_adv import augment
-from blur_adv import blur as blur_lib
-from blur_adv import deblur
-from blur_adv import kernels as kernels_lib
-from blur_adv import metrics
+from blur_adv.defense import front_end
+from blur_adv.models import unet
+from blur_adv.ops import augment
+from blur_adv.ops import blur as blur_lib
+from blur_adv.ops import deblur
+from blur_adv.ops import kernels as kernels_lib
+from blur_adv.ops import measures as metrics
+from blur_adv.trainers import losses
 
 SIDE = 64
 # Point-symmetric kernels hide a missing flip; this camera-shake path is not symmetric.
@@ -175,7 +178,7 @@ def _blind_case():
 @pytest.mark.parametrize("name", ["wiener", "richardson_lucy"])
 def test_blind_deblurring_improves_gaussian_blurred_photos(name):
   clean, blurred = _blind_case()
-  restored = jax.jit(deblur.get_front_end(name))(blurred)
+  restored = jax.jit(front_end.get_front_end(name))(blurred)
   count = _photos().shape[0]
   closed = _gap_closed(restored[count:], blurred[count:], clean[count:])
   assert closed.min() > 0.2 and closed.mean() > 0.4, closed
@@ -188,7 +191,7 @@ def test_blind_deblurring_improves_gaussian_blurred_photos(name):
 def test_unsharp_mask_matches_skimage_and_sharpens():
   # Clipped: FFT blurring leaves values like -3e-7, which make skimage skip its [0, 1] clip.
   blurred = jnp.clip(_blind_case()[1], 0.0, 1.0)
-  ours = jax.jit(deblur.get_front_end("unsharp", radius=1.0, amount=1.0))(blurred)
+  ours = jax.jit(front_end.get_front_end("unsharp", radius=1.0, amount=1.0))(blurred)
   # channel_axis=2, not -1: skimage 0.26 slices axis 0 for a negative channel_axis here.
   reference = np.stack([skimage.filters.unsharp_mask(np.asarray(y), radius=1.0, amount=1.0,
                                                      channel_axis=2) for y in blurred])
@@ -200,13 +203,13 @@ def test_unsharp_mask_matches_skimage_and_sharpens():
 
 def test_unet_starts_as_identity_and_learns_to_deblur_held_out_crops():
   features = (8, 16, 32)
-  model = deblur.DeblurUNet(features=features)
+  model = unet.DeblurUNet(features=features)
   odd = _photos()[:1, :33, :45]  # odd sizes: pooling and resizing must still line up
   params = jax.jit(model.init)(jax.random.key(0), odd)
   np.testing.assert_array_equal(jax.jit(model.apply)(params, odd), odd)
 
   train = jnp.asarray(np.stack([_photo("astronaut", 96), _photo("coffee", 96)]))
-  model, params, losses = deblur.train_unet(jax.random.key(1), train, steps=300, batch_size=8,
+  model, params, losses = unet.train_unet(jax.random.key(1), train, steps=300, batch_size=8,
                                             crop=32, features=features, learning_rate=3e-3,
                                             params=params)
   losses = np.asarray(losses)
@@ -218,7 +221,7 @@ def test_unet_starts_as_identity_and_learns_to_deblur_held_out_crops():
   crops = jnp.asarray(np.stack([test[r:r + 32, c:c + 32] for r in (0, 32, 64)
                                 for c in (0, 32, 64)]))
   blurred = jax.jit(functools.partial(augment.augment, size=7))(jax.random.key(123), crops, 1.0)
-  restored = jax.jit(deblur.get_front_end("unet", params=params, model=model))(blurred)
+  restored = jax.jit(front_end.get_front_end("unet", params=params, model=model))(blurred)
   loss_before = float(jnp.mean(jnp.abs(blurred - crops)))
   loss_after = float(jnp.mean(jnp.abs(restored - crops)))
   before, after = metrics.ssim(blurred, crops), metrics.ssim(restored, crops)
@@ -232,7 +235,7 @@ def test_unet_starts_as_identity_and_learns_to_deblur_held_out_crops():
 def test_consistency_loss_is_jensen_shannon():
   rng = np.random.default_rng(0)
   a, b = rng.normal(size=(2, 5, 10)) * 3
-  loss = jax.jit(deblur.consistency_loss)
+  loss = jax.jit(losses.consistency_loss)
   ours = float(loss(a, b))
   softmax = lambda z: np.exp(z - z.max(-1, keepdims=True)) / np.exp(
       z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)
@@ -245,14 +248,14 @@ def test_consistency_loss_is_jensen_shannon():
   far = np.zeros((5, 10))
   far[:, 0] = 100.0
   assert float(loss(far, far[:, ::-1])) == pytest.approx(np.log(2), rel=1e-5)
-  grad = jax.jit(jax.grad(deblur.consistency_loss))(a, a)
+  grad = jax.jit(jax.grad(losses.consistency_loss))(a, a)
   assert np.isfinite(np.asarray(grad)).all()
 
 
 def test_front_end_registry():
-  assert set(deblur.FRONT_ENDS) == {"none", "unsharp", "wiener", "richardson_lucy", "unet"}
+  assert set(front_end.FRONT_ENDS) == {"none", "unsharp", "wiener", "richardson_lucy", "unet"}
   images = _photos()
-  np.testing.assert_array_equal(deblur.get_front_end("none")(images), images)
+  np.testing.assert_array_equal(front_end.get_front_end("none")(images), images)
 
 
 @pytest.mark.parametrize("call, field", [
@@ -265,10 +268,10 @@ def test_front_end_registry():
     (lambda x, k: deblur.wiener(x[0], k), "images"),
     (lambda x, k: deblur.unsharp_mask(x, radius=0.0), "radius"),
     (lambda x, k: deblur.estimate_gaussian_sigma(x, edge_threshold=1.5), "edge_threshold"),
-    (lambda x, k: deblur.get_front_end("sharpen"), "front_end"),
-    (lambda x, k: deblur.get_front_end("unet"), "params"),
-    (lambda x, k: deblur.consistency_loss(jnp.zeros((2, 3)), jnp.zeros((2, 4))), "logits"),
-    (lambda x, k: deblur.train_unet(jax.random.key(0), x, steps=0), "steps"),
+    (lambda x, k: front_end.get_front_end("sharpen"), "front_end"),
+    (lambda x, k: front_end.get_front_end("unet"), "params"),
+    (lambda x, k: losses.consistency_loss(jnp.zeros((2, 3)), jnp.zeros((2, 4))), "logits"),
+    (lambda x, k: unet.train_unet(jax.random.key(0), x, steps=0), "steps"),
 ])
 def test_bad_input_raises_a_one_line_value_error(call, field):
   images = jnp.zeros((2, 16, 16, 3))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from blur_adv import augment, config_checks, deblur, defense, experiment, models, train, trainers
+from blur_adv import config_checks, defense, experiment, models, train, trainers
+from blur_adv.ops import augment, deblur
 from configs import default
 
 

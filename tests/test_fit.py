@@ -10,8 +10,9 @@ import skimage.data
 import skimage.transform
 from PIL import Image
 
-from blur_adv import blur as blur_lib
-from blur_adv import family_params, fit, kernels
+from blur_adv.ops import blur as blur_lib
+from blur_adv.ops import families, family_params, kernels
+from blur_adv.tools import fit
 
 SIZE = 9
 # Parameters in canonical form (angles in [0, pi), sigma_u >= sigma_v).
@@ -33,7 +34,7 @@ def sharp():
 
 def _synthesize(sharp, family, rng):
   """Blur with the true kernel, add sensor noise and quantize to 8 bits, like a real capture."""
-  kernel = kernels.FAMILIES[family][0](SIZE, *TRUTH[family].values())
+  kernel = kernels.PARAMETRIC_FAMILIES[family][0](SIZE, *TRUTH[family].values())
   blurred = np.asarray(blur_lib.blur(sharp, kernel, padding="reflect"))
   blurred = blurred + rng.normal(0.0, 0.005, blurred.shape)
   return (np.round(np.clip(blurred, 0, 1) * 255) / 255).astype(np.float32)
@@ -44,7 +45,7 @@ def test_true_family_ranks_first_and_parameters_are_recovered(sharp):
   for family, truth in TRUTH.items():
     fits = fit.rank_families(sharp, _synthesize(sharp, family, rng), SIZE, steps=250)
     assert [f.family for f in fits][0] == family, fit.format_ranking(fits)
-    assert sorted(f.family for f in fits) == sorted(family_params.FAMILIES)
+    assert sorted(f.family for f in fits) == sorted(families.FAMILIES)
     best = fits[0]
     for name, value in truth.items():
       np.testing.assert_allclose(best.params[name], value, rtol=0.05, err_msg=f"{family}.{name}")

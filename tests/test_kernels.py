@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from blur_adv import kernels, metrics
+from blur_adv.ops import kernels, measures as metrics
 
 SIZE = 9
 

@@ -12,8 +12,8 @@ import skimage.metrics
 import skimage.transform
 from jax.test_util import check_grads
 
-from blur_adv import blur as blur_lib
-from blur_adv import kernels, metrics
+from blur_adv.ops import blur as blur_lib
+from blur_adv.ops import kernels, measures as metrics
 
 SIGMAS = (0.5, 1.0, 1.5, 2.0, 3.0)
 

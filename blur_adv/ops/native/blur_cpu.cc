@@ -1,4 +1,4 @@
-// Per-example blur kernels for XLA:CPU, called from JAX through the XLA FFI (blur_adv/native.py).
+// Per-example blur kernels for XLA:CPU, called from JAX through the XLA FFI (blur_adv/ops/native/__init__.py).
 //
 // XLA:CPU has no fast per-example depthwise convolution: it lowers one to a grouped convolution
 // that is 50-250x slower than oneDNN's, and its reductions do not vectorize. These loops do the
@@ -39,7 +39,7 @@ struct Geometry {
   int64_t padded_image() const { return padded_height * padded_row(); }
 };
 
-// Boundary modes of the fused padding (numpy.pad's names; blur_adv/native.py passes the codes).
+// Boundary modes of the fused padding (numpy.pad's names; its __init__.py passes the codes).
 enum PadMode : int64_t { kReflect = 1, kSymmetric = 2, kEdge = 3, kConstant = 4, kWrap = 5 };
 
 // The source index of padded index i in [-pad, n + pad), or -1 for a zero (constant mode).

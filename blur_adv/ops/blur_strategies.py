@@ -15,7 +15,7 @@ passes, too coarse for kernel gradients.
   fft        products of zero-padded real FFTs; cost nearly independent of k
   shift      k*k shifted multiply-adds fused into one loop; for small k
   separable  a row pass and a column pass per rank-1 term (2k taps per pixel)
-  native     C++ loops through the XLA FFI (`blur_adv.native`), float32 on CPU; pure JAX elsewhere
+  native     C++ loops through the XLA FFI (`ops.native`), float32 on CPU; pure JAX elsewhere
 "shift" and "separable" use FFTs under differentiation (`fft_when_differentiated`); "native" has its
 own VJP (reverse mode only).
 """
@@ -29,7 +29,7 @@ import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from blur_adv import native as native_lib
+from blur_adv.ops import native as native_lib
 
 
 class Separable(NamedTuple):
@@ -263,11 +263,11 @@ shift = fft_when_differentiated(_shift_2d)
 separable = fft_when_differentiated(_separable)
 
 
-# --- native: C++ loops on CPU (blur_adv.native) -------------------------------------------------
+# --- native: C++ loops on CPU (ops/native) -----------------------------------------------------
 
 # Above this size the FFT's kernel gradient (one spectrum product, cost nearly independent of k)
 # beats the C++ loops' k*k dot products per row: they tied at k = 31 (B=256 32x32x3, both timed
-# alone on 2 cores, 2026-11-27), and the loops' cost grows as k*k beyond.
+# alone on 2 cores), and the loops' cost grows as k*k beyond.
 NATIVE_TAPS_MAX_SIZE = 31
 
 

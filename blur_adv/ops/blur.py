@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blur_adv import blur_strategies as strategies
-from blur_adv import native as native_lib
-from blur_adv.blur_strategies import Separable
+from blur_adv.ops import blur_strategies as strategies
+from blur_adv.ops import native as native_lib
+from blur_adv.ops.blur_strategies import Separable
 
 # numpy.pad's names for the boundary modes, and scipy.ndimage's name for each (for users and tests).
 PADDING_TO_SCIPY_MODE = {
@@ -54,7 +54,7 @@ def _validate(images, kernels, padding):
 
 
 # The pure-JAX part of the `auto` rule, measured on 2 CPU cores (per-example kernels, B=256
-# 32x32x3 at k = 5..11 and 31, B=32 224x224x3 at k = 15, 31; interleaved timings, 2026-11-27,
+# 32x32x3 at k = 5..11 and 31, B=32 224x224x3 at k = 15, 31; interleaved timings of
 # benchmarks/blur_bench.py):
 #   * separable kernels (given as `Separable` factors): two 1-D passes, 2k taps per pixel, beat
 #     every dense method at every k;
@@ -97,8 +97,8 @@ def choose_method(image_shape, kernel_shape, separable=False):
   On a CPU backend, when the C++ loops could be built, kernels up to `NATIVE_MAX_SIZE` (dense or
   `Separable`) use them ("native"): on XLA:CPU they beat the pure-JAX choice at every shape of
   benchmarks/blur_bench.py, e.g. forward 2.2x (k = 31, 32 px) and 1.5x (k = 31, 224 px),
-  forward+gradient 10x (k = 5) (issue 3's tables before and after the loops, 2026-11-27; the
-  later one times more steadily). Otherwise the pure-JAX rule above.
+  forward+gradient 10x (k = 5), timed with and without the loops on 2 CPU cores. Otherwise the
+  pure-JAX rule above.
   """
   del image_shape
   if (kernel_shape[-1] <= NATIVE_MAX_SIZE and jax.default_backend() == "cpu" and

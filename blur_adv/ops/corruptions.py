@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blur_adv import blur as blur_lib
-from blur_adv import kernels as kernels_lib
+from blur_adv.ops import blur as blur_lib
+from blur_adv.ops import kernels as kernels_lib
 
 CORRUPTIONS = ("gaussian_blur", "glass_blur", "defocus_blur", "motion_blur", "zoom_blur")
 

@@ -1,8 +1,7 @@
 """Robustness evaluators (registered by name next to `clean`) and the pictures they feed.
 
 - "corruptions": accuracy under the CIFAR-10-C / ImageNet-C blur corruptions at severities 1-5,
-  and CE / mCE / relative mCE against a baseline model's eval.json (`robustness.baseline_eval`, the path of its
-  eval.json),
+  and CE / mCE / relative mCE against a baseline model's eval.json (`robustness.baseline_eval`)
   or AlexNet's published errors for the ImageNet tables.
 - "worst_case": accuracy under the per-example worst admissible kernel of each family at every
   SSIM budget in `robustness.budgets`, and over all families at once.
@@ -22,34 +21,48 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blur_adv import attacks, config_checks, corruptions, data, metrics, plots
-from blur_adv.evaluators import EVALUATORS
+from blur_adv import config_checks, data
+from blur_adv.evaluators.base import Inputs, register
+from blur_adv.ops import attacks, corruptions, families, measures
 
-config_checks.register_fields("robustness")
-EVALUATOR_NAMES = ("corruptions", "worst_case", "minimal_flip")
 SEVERITIES = (1, 2, 3, 4, 5)
 # Curve of accuracy against budget: dense at small budgets, where models break.
 CURVE_BUDGETS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)
+FIELDS = ("num_examples", "budgets", "families", "kernel_size", "attack_steps", "attack_restarts",
+          "attack_step_size", "flip_search_steps", "corruption_table", "baseline_eval",
+          "num_saved_examples")
 
 
-def examples(experiment):
-  """The first `num_examples` eval examples as float images in [0, 1] and labels."""
-  count = min(experiment.config.robustness.num_examples, len(experiment.eval_source))
-  images, labels = experiment.eval_source.read(np.arange(count))
+def check_config(config):
+  """One-line errors for `config.robustness` (run by `config_checks.validate`)."""
+  rob = config.robustness
+  config_checks.check_keys("robustness", rob, FIELDS)
+  field = lambda name: f"robustness.{name}"
+  for name in ("num_examples", "attack_steps", "attack_restarts", "num_saved_examples"):
+    config_checks.check_int(field(name), rob[name])
+  config_checks.check_int(field("flip_search_steps"), rob.flip_search_steps, minimum=0)
+  config_checks.check_kernel_size(field("kernel_size"), rob.kernel_size)
+  config_checks.check_names(field("families"), rob.families, families.FAMILIES, "family")
+  config_checks.check_number(field("attack_step_size"), rob.attack_step_size, 0, low_open=True)
+  if isinstance(rob.budgets, str) or not isinstance(rob.budgets, (tuple, list)) or not rob.budgets:
+    config_checks.fail(field("budgets"), rob.budgets, "must be a non-empty tuple of budgets.")
+  for budget in rob.budgets:
+    config_checks.check_number(field("budgets"), budget, 0, 1, low_open=True)
+  if rob.corruption_table is not None and rob.corruption_table not in corruptions.TABLES:
+    raise config_checks.unknown_name("corruption table", field("corruption_table"),
+                                     rob.corruption_table, corruptions.TABLES)
+  if rob.baseline_eval and not os.path.isfile(rob.baseline_eval):
+    config_checks.fail(field("baseline_eval"), rob.baseline_eval, "no such file.")
+
+
+config_checks.register_fields("robustness", validator=check_config)
+
+
+def examples(rob, inputs: Inputs):
+  """The first `rob.num_examples` eval examples as float images in [0, 1] and labels."""
+  count = min(rob.num_examples, len(inputs.source))
+  images, labels = inputs.source.read(np.arange(count))
   return data.to_float(images), np.asarray(labels)
-
-
-def logits_function(experiment, state):
-  """A jitted single-device `images -> logits` of the current classifier (eval mode)."""
-  host = experiment.parallel.unreplicate(state)
-  variables = {"params": host.params, "batch_stats": host.batch_stats}
-  return jax.jit(lambda x: host.apply_fn(variables, x, train=False))
-
-
-def _inputs(experiment, state):
-  """What every robustness evaluator starts from: its settings, examples and classifier."""
-  images, labels = examples(experiment)
-  return experiment.config.robustness, images, labels, logits_function(experiment, state)
 
 
 def _batched_predictions(logits_fn, images, batch_size):
@@ -62,26 +75,37 @@ def _attack_kwargs(rob):
               step_size=rob.attack_step_size)
 
 
-@EVALUATORS.register("corruptions")
-def corruption_accuracy(experiment, state, eval_step):
+def write_artifacts(rob, inputs: Inputs, results, workdir):
+  """adversarial_examples.npz (at `config.budget`) and every plot the results allow."""
+  from blur_adv.evaluators import plots  # pylint: disable=g-import-not-at-top  (matplotlib)
+  images, labels = examples(rob, inputs)
+  path = os.path.join(workdir, "adversarial_examples.npz")
+  write_adversarial_examples(path, inputs.predict, images, labels, inputs.config.budget, rob,
+                             jax.random.PRNGKey(inputs.config.seed + 3), rob.num_saved_examples)
+  with np.load(path) as saved:
+    return [path] + plots.write_all(results, dict(saved), workdir)
+
+
+@register("corruptions", section="robustness", write_artifacts=write_artifacts)
+def corruption_accuracy(rob, inputs: Inputs):
   """Accuracy per blur corruption and severity; CE/mCE when a baseline is known."""
-  del eval_step
-  rob, images, labels, logits_fn = _inputs(experiment, state)
+  images, labels = examples(rob, inputs)
+  logits_fn, batch_size = inputs.predict, inputs.config.eval_batch_size
   table = rob.corruption_table or corruptions.default_table(images.shape)
-  key = jax.random.PRNGKey(experiment.config.seed)
+  key = jax.random.PRNGKey(inputs.config.seed)
   out = {}
   errors = {}
   for c, name in enumerate(corruptions.CORRUPTIONS):
     per_severity = []
     for severity in SEVERITIES:
       corrupted = []
-      for start in range(0, len(images), experiment.config.eval_batch_size):
-        chunk = images[start:start + experiment.config.eval_batch_size]
+      for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
         chunk_key = jax.random.fold_in(key, (c * 10 + severity) * 100003 + start)
         corrupted.append(np.asarray(corruptions.corrupt(chunk, name, severity, table=table,
                                                         key=chunk_key)))
       predictions = _batched_predictions(logits_fn, np.concatenate(corrupted),
-                                         experiment.config.eval_batch_size)
+                                         batch_size)
       accuracy = float(np.mean(predictions == labels))
       out[f"{name}/{severity}"] = accuracy
       per_severity.append(1.0 - accuracy)
@@ -89,7 +113,7 @@ def corruption_accuracy(experiment, state, eval_step):
     out[f"{name}/mean"] = 1.0 - float(np.mean(per_severity))
   out["mean_accuracy"] = float(np.mean([out[f"{n}/mean"] for n in errors]))
   clean_error = 1.0 - float(np.mean(_batched_predictions(
-      logits_fn, images, experiment.config.eval_batch_size) == labels))
+      logits_fn, images, batch_size) == labels))
   out["clean_accuracy"] = 1.0 - clean_error
   out.update(_corruption_errors(errors, clean_error, rob.baseline_eval, table))
   return out
@@ -114,12 +138,12 @@ def _corruption_errors(errors, clean_error, baseline_eval, table):
   return out
 
 
-@EVALUATORS.register("worst_case")
-def worst_case(experiment, state, eval_step):
+@register("worst_case", section="robustness", write_artifacts=write_artifacts)
+def worst_case(rob, inputs: Inputs):
   """Worst-case accuracy per family and over all families, at every budget."""
-  del eval_step
-  rob, images, labels, logits_fn = _inputs(experiment, state)
-  key = jax.random.PRNGKey(experiment.config.seed + 1)
+  images, labels = examples(rob, inputs)
+  logits_fn = inputs.predict
+  key = jax.random.PRNGKey(inputs.config.seed + 1)
   out = {}
   for budget in rob.budgets:
     accuracy = attacks.worst_case_accuracy(logits_fn, images, labels, budget, key,
@@ -139,13 +163,12 @@ def minimal_flip_budgets(logits_fn, images, labels, rob, key):
   return np.min(np.stack(list(by_family.values())), axis=0), by_family
 
 
-@EVALUATORS.register("minimal_flip")
-def minimal_flip(experiment, state, eval_step):
+@register("minimal_flip", section="robustness", write_artifacts=write_artifacts)
+def minimal_flip(rob, inputs: Inputs):
   """Distribution of the minimal blur (SSIM budget) that flips each example's prediction."""
-  del eval_step
-  rob, images, labels, logits_fn = _inputs(experiment, state)
-  overall, _ = minimal_flip_budgets(logits_fn, images, labels, rob,
-                                    jax.random.PRNGKey(experiment.config.seed + 2))
+  images, labels = examples(rob, inputs)
+  overall, _ = minimal_flip_budgets(inputs.predict, images, labels, rob,
+                                    jax.random.PRNGKey(inputs.config.seed + 2))
   accuracies, area = attacks.accuracy_vs_budget(overall, CURVE_BUDGETS)
   # Never-flipped examples sit at +inf, so quantiles may be inf: that is the honest answer.
   q1, median, q3 = np.quantile(overall, [0.25, 0.5, 0.75], method="inverted_cdf")
@@ -180,19 +203,6 @@ def write_adversarial_examples(path, logits_fn, images, labels, budget, rob, key
       path, clean=images, adversarial=adversarial, kernels=best["kernels"], labels=labels,
       predictions=_batched_predictions(logits_fn, adversarial, 256),
       clean_predictions=_batched_predictions(logits_fn, images, 256),
-      budget=np.float32(budget), ssim=np.asarray(metrics.ssim(images, adversarial)),
+      budget=np.float32(budget), ssim=np.asarray(measures.ssim(images, adversarial)),
       family=best["family"])
   return path
-
-
-def write_artifacts(experiment, state, results, workdir):
-  """adversarial_examples.npz (at `config.budget`) and every plot the results allow."""
-  rob = experiment.config.robustness
-  images, labels = examples(experiment)
-  path = os.path.join(workdir, "adversarial_examples.npz")
-  write_adversarial_examples(path, logits_function(experiment, state), images, labels,
-                             experiment.config.budget, rob,
-                             jax.random.PRNGKey(experiment.config.seed + 3),
-                             rob.num_saved_examples)
-  with np.load(path) as saved:
-    return [path] + plots.write_all(results, dict(saved), workdir)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from blur_adv import blur as blur_lib
+from blur_adv.ops import blur as blur_lib
 
 # Wang et al. 2004 (see ../shared/REFERENCE.md): 11x11 Gaussian window, sigma 1.5, K1, K2.
 SSIM_WINDOW = 11

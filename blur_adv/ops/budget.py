@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blur_adv import blur as blur_lib
-from blur_adv import kernels as kernels_lib
-from blur_adv import metrics
+from blur_adv.ops import blur as blur_lib
+from blur_adv.ops import kernels as kernels_lib
+from blur_adv.ops import measures
 
 DEFAULT_BISECTION_STEPS = 12  # alpha to within 2^-12 of the admissible boundary
 
@@ -44,7 +44,7 @@ def _check_steps(steps):
     raise ValueError(f"steps must be a non-negative int, got {steps!r}")
 
 
-def admissible_alpha(images, blurred, budget, steps=DEFAULT_BISECTION_STEPS, ssim_fn=metrics.ssim):
+def admissible_alpha(images, blurred, budget, steps=DEFAULT_BISECTION_STEPS, ssim_fn=measures.ssim):
   """Largest alpha in [0, 1] (to bisection precision) with `alpha blurred + (1 - alpha) images`
   admissible, per example, `(B,)`; no gradient.
 
@@ -89,7 +89,7 @@ def _per_example(kernels, batch):
 
 
 def make_admissible(images, kernels, budget, steps=DEFAULT_BISECTION_STEPS, padding="reflect",
-                    ssim_fn=metrics.ssim, return_images=False):
+                    ssim_fn=measures.ssim, return_images=False):
   """Per-example admissible kernels `(B, k, k)` (and, optionally, the blurred images).
 
   Args:
@@ -98,7 +98,7 @@ def make_admissible(images, kernels, budget, steps=DEFAULT_BISECTION_STEPS, padd
     budget: scalar or `(B,)` in (0, 1]: admissible means SSIM >= 1 - budget.
     steps: bisection steps (static).
     padding: boundary mode of `blur.blur`.
-    ssim_fn: `(x, y) -> (B,)` similarity; `metrics.ssim` by default.
+    ssim_fn: `(x, y) -> (B,)` similarity; `measures.ssim` by default.
     return_images: also return `alpha blur(x, k) + (1 - alpha) x`, the blend's blurred images
       (equal to blurring with the returned kernels, without a second convolution).
   """

@@ -15,38 +15,59 @@ projection (which would otherwise flatten its gradient once every kernel is clip
 - "random": random admissible kernels of the families (blur augmentation at the budget).
 """
 
+import flax
 import jax
 import jax.numpy as jnp
 import optax
-from clu import metrics as clu_metrics
-import flax
+from clu import metrics
 from jax import lax
 
-from blur_adv import adversary as adversary_lib
-from blur_adv import attacks
-from blur_adv import family_params
-from blur_adv import blur as blur_lib
-from blur_adv import budget as budget_lib
-from blur_adv import metrics as blur_metrics
-from blur_adv import config_checks, defense
+from blur_adv import config_checks
+from blur_adv.defense import augmentation, front_end
+from blur_adv.models import adversary as adversary_lib
+from blur_adv.ops import attacks, families, family_params, measures
+from blur_adv.ops import blur as blur_lib
+from blur_adv.ops import budget as budget_lib
 from blur_adv.parallel import DATA_AXIS
-from blur_adv.trainers import (TRAINERS, TrainState, Trainer, classifier_eval_step,
-                               cross_entropy, sum_over_devices)
+from blur_adv.trainers.base import (TRAINERS, Trainer, TrainState, classifier_eval_step,
+                                    sum_over_devices)
+from blur_adv.trainers.losses import cross_entropy
 
 KINDS = ("network", "pgd", "random")
-config_checks.register_fields("adversary")
+FIELDS = ("kind", "kernel_size", "families", "features", "noise_dim", "learning_rate",
+          "fidelity_weight", "clean_fraction", "update_every", "warmup_steps", "pgd_steps")
+
+
+def check_config(config):
+  """One-line errors for `config.adversary` (run by `config_checks.validate`)."""
+  adv = config.adversary
+  config_checks.check_keys("adversary", adv, FIELDS)
+  field = lambda name: f"adversary.{name}"
+  if adv.kind not in KINDS:
+    raise config_checks.unknown_name("adversary kind", field("kind"), adv.kind, KINDS)
+  config_checks.check_kernel_size(field("kernel_size"), adv.kernel_size)
+  config_checks.check_names(field("families"), adv.families, families.FAMILIES, "family")
+  for name in ("features", "noise_dim", "update_every", "pgd_steps"):
+    config_checks.check_int(field(name), adv[name])
+  config_checks.check_int(field("warmup_steps"), adv.warmup_steps, minimum=0)
+  config_checks.check_number(field("learning_rate"), adv.learning_rate, 0, low_open=True)
+  config_checks.check_number(field("fidelity_weight"), adv.fidelity_weight, 0)
+  config_checks.check_number(field("clean_fraction"), adv.clean_fraction, 0, 1, high_open=True)
+
+
+config_checks.register_fields("adversary", validator=check_config)
 
 
 @flax.struct.dataclass
-class AdversarialMetrics(clu_metrics.Collection):
-  loss: clu_metrics.Average.from_output("loss")
-  accuracy: clu_metrics.Average.from_output("accuracy")
-  grad_norm: clu_metrics.Average.from_output("grad_norm")
-  adversarial_ssim: clu_metrics.Average.from_output("adversarial_ssim")
-  kernel_spread: clu_metrics.Average.from_output("kernel_spread")
-  alpha: clu_metrics.Average.from_output("alpha")
-  loss_gain: clu_metrics.Average.from_output("loss_gain")
-  fidelity: clu_metrics.Average.from_output("fidelity")
+class AdversarialMetrics(metrics.Collection):
+  loss: metrics.Average.from_output("loss")
+  accuracy: metrics.Average.from_output("accuracy")
+  grad_norm: metrics.Average.from_output("grad_norm")
+  adversarial_ssim: metrics.Average.from_output("adversarial_ssim")
+  kernel_spread: metrics.Average.from_output("kernel_spread")
+  alpha: metrics.Average.from_output("alpha")
+  loss_gain: metrics.Average.from_output("loss_gain")
+  fidelity: metrics.Average.from_output("fidelity")
 
 
 @jax.custom_vjp
@@ -55,19 +76,6 @@ def _reverse_gradient(x):
 
 
 _reverse_gradient.defvjp(lambda x: (x, None), lambda _, g: (-g,))
-
-
-def _check_adversary_config(adv):
-  if adv.kind not in KINDS:
-    raise ValueError(f"config.adversary.kind must be one of {KINDS}, got {adv.kind!r}")
-  for family in adv.families:
-    if family not in family_params.FAMILIES:
-      raise ValueError(f"config.adversary.families: unknown family {family!r}; known: "
-                       f"{family_params.FAMILIES}")
-  if not 0.0 <= adv.clean_fraction < 1.0:
-    raise ValueError(f"config.adversary.clean_fraction must be in [0, 1), got {adv.clean_fraction}")
-  if adv.update_every < 1:
-    raise ValueError(f"config.adversary.update_every must be >= 1, got {adv.update_every}")
 
 
 def _propose_kernels(adv, adversary_model, adversary_params, classifier_logits, images, labels,
@@ -102,9 +110,8 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
                         steps_per_epoch: int) -> Trainer:
   """Classifier + blur adversary trained jointly (see module docstring)."""
   adv = config.adversary
-  _check_adversary_config(adv)
-  model = defense.create_model(config, num_classes)
-  tx = defense.create_optimizer(config, total_steps, steps_per_epoch)
+  model = front_end.create_model(config, num_classes)
+  tx = front_end.create_optimizer(config, total_steps, steps_per_epoch)
   adversary_model = adversary_lib.KernelAdversary(
       kernel_size=adv.kernel_size, families=tuple(adv.families), features=adv.features)
   adversary_tx = optax.adam(adv.learning_rate)
@@ -123,8 +130,8 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
 
   def train_step(state: TrainState, batch, rng):
     labels = batch["label"]
-    keys = defense.example_keys(rng, labels.shape[0])
-    images = defense.augment_images(config, keys, batch["image"])  # Identity unless configured.
+    keys = augmentation.example_keys(rng, labels.shape[0])
+    images = augmentation.augment_images(config, keys, batch["image"])  # Identity unless configured.
     attack_rng = jax.random.fold_in(rng, 3)
     # Each example is left clean with probability clean_fraction.
     adversarial = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 2)))(
@@ -148,13 +155,13 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
           {"params": params, "batch_stats": state.batch_stats}, inputs, train=True,
           mutable=["batch_stats"])
       per_example = cross_entropy(logits, labels, config.label_smoothing)
-      raw_ssim = blur_metrics.ssim(images, blurred_raw)
+      raw_ssim = measures.ssim(images, blurred_raw)
       fidelity = jnp.mean((raw_ssim - (1.0 - config.budget)) ** 2)
       total = per_example.mean() + adv.fidelity_weight * fidelity
       kernels = budget_lib.blend(raw, alpha)
       aux = dict(per_example=per_example, logits=logits, batch_stats=updates["batch_stats"],
                  kernels=kernels, alpha=alpha, fidelity=fidelity,
-                 ssim=blur_metrics.ssim(images, lax.stop_gradient(blurred)))
+                 ssim=measures.ssim(images, lax.stop_gradient(blurred)))
       return total, aux
 
     (grads, adversary_grads), aux = jax.grad(losses, argnums=(0, 1), has_aux=True)(
@@ -182,11 +189,10 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
         accuracy=(jnp.argmax(aux["logits"], -1) == labels).astype(jnp.float32),
         grad_norm=optax.global_norm(grads)[None],
         adversarial_ssim=aux["ssim"],
-        kernel_spread=blur_metrics.kernel_spread(aux["kernels"]),
+        kernel_spread=measures.kernel_spread(aux["kernels"]),
         alpha=aux["alpha"],
         loss_gain=gain[None],
         fidelity=aux["fidelity"][None])
     return new_state, sum_over_devices(step_metrics)
 
-  return Trainer(init_state=init_state, train_step=train_step, eval_step=classifier_eval_step,
-                 metrics_cls=AdversarialMetrics)
+  return Trainer(init_state=init_state, train_step=train_step, eval_step=classifier_eval_step)

@@ -18,16 +18,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from blur_adv import blur as blur_lib
-from blur_adv import budget as budget_lib
-from blur_adv import family_params
-from blur_adv import kernels as kernels_lib
-from blur_adv import metrics
+from blur_adv.ops import blur as blur_lib
+from blur_adv.ops import budget as budget_lib
+from blur_adv.ops import families as families_lib
+from blur_adv.ops import family_params
+from blur_adv.ops import kernels as kernels_lib
+from blur_adv.ops import measures
 
-# The families the attacks search (their parametrization is family_params').
-FAMILIES = family_params.FAMILIES
-
-OPTIMIZERS = ("sign", "adam")
+# Step rules of the search (`attack(optimizer=...)`), not the training optimizers of optim.py.
+STEP_RULES = ("sign", "adam")
 LOSSES = ("ce", "margin")
 
 
@@ -91,7 +90,7 @@ def _check_count(name, value, minimum):
 
 def attack(logits_fn, images, labels, budget, key, *, family, size=7, steps=10, restarts=1,
            step_size=0.1, optimizer="sign", loss="ce", targeted=False, padding="reflect",
-           bisection_steps=budget_lib.DEFAULT_BISECTION_STEPS, ssim_fn=metrics.ssim):
+           bisection_steps=budget_lib.DEFAULT_BISECTION_STEPS, ssim_fn=measures.ssim):
   """Per-example worst-case admissible kernel of `family`.
 
   Args:
@@ -99,7 +98,7 @@ def attack(logits_fn, images, labels, budget, key, *, family, size=7, steps=10, 
     images: `(B, H, W, C)` in [0, 1]. labels: `(B,)` ints (targets when `targeted`).
     budget: scalar or `(B,)` in (0, 1]; results satisfy SSIM >= 1 - budget.
     key: PRNG key for the random starts.
-    family: a name in `FAMILIES`. size: odd kernel size.
+    family: a name in `families.FAMILIES`. size: odd kernel size.
     steps: ascent steps per restart (0 evaluates the random start only).
     restarts: random starts; the best result per example is kept.
     step_size: sign-step size / Adam learning rate, in raw units (traced, not static).
@@ -114,8 +113,8 @@ def attack(logits_fn, images, labels, budget, key, *, family, size=7, steps=10, 
   _check_count("steps", steps, 0)
   _check_count("restarts", restarts, 1)
   _check_count("bisection_steps", bisection_steps, 0)
-  if optimizer not in OPTIMIZERS:
-    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+  if optimizer not in STEP_RULES:
+    raise ValueError(f"optimizer must be one of {STEP_RULES}, got {optimizer!r}")
   if loss not in LOSSES:
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
   images = jnp.asarray(images)
@@ -184,7 +183,7 @@ class FlipResult(NamedTuple):
 def minimal_flip_budget(logits_fn, images, labels, key, *, family, size=7, steps=10, restarts=1,
                         step_size=0.1, optimizer="sign", loss="ce", targeted=False,
                         padding="reflect", bisection_steps=budget_lib.DEFAULT_BISECTION_STEPS,
-                        ssim_fn=metrics.ssim, search_steps=8, min_budget=1e-3):
+                        ssim_fn=measures.ssim, search_steps=8, min_budget=1e-3):
   """Per example, the smallest SSIM budget at which the attack flips the prediction.
 
   Bisection on log(budget) in [min_budget, 1] with the attack (same `key`) at every probe:
@@ -242,7 +241,7 @@ def _minimal_flip_budget(logits_fn, images, labels, key, min_budget, *, search_s
 # ----------------------------------------------------------------------------- summaries
 
 
-def worst_case_accuracy(logits_fn, images, labels, budget, key, *, families=FAMILIES,
+def worst_case_accuracy(logits_fn, images, labels, budget, key, *, families=families_lib.FAMILIES,
                         **attack_kwargs):
   """Accuracy under the per-example worst admissible blur of each family, and over all of them.
 

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from blur_adv.ops import families
+
 # Smallest sigma used inside the Gaussians: keeps 1 / sigma^2 finite at sigma = 0, where the
 # kernel is (numerically) the identity anyway.
 _MIN_SIGMA = 1e-4
@@ -172,15 +174,10 @@ def free_form(logits):
   return _softmax2d(logits)
 
 
-# Families by name, each with its continuous parameters in call order (used by the fitter,
-# the attacks and the adversary, which treat every family alike).
-FAMILIES = {
-    "gaussian": (gaussian, ("sigma",)),
-    "anisotropic_gaussian": (anisotropic_gaussian, ("sigma_u", "sigma_v", "angle")),
-    "defocus": (defocus, ("radius",)),
-    "motion": (motion, ("length", "angle")),
-    "box": (box, ("width",)),
-}
+# Each parametric family's builder (the function of the family's name) and its continuous
+# parameters in call order; the fitter, the attacks and the adversary treat every family alike.
+PARAMETRIC_FAMILIES = {name: (globals()[name], parameters)
+                       for name, parameters in families.PARAMETERS.items()}
 
 
 # --- Separable families as 1-D factors --------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The C++ blur loops for XLA:CPU (`native/blur_cpu.cc`): built on first use, called through the FFI.
+"""The C++ blur loops for XLA:CPU (`blur_cpu.cc` here): built on first use, called through the FFI.
 
 XLA:CPU has no fast per-example depthwise convolution, and its reductions do not vectorize, so the
 two products a per-example blur needs (the blur itself and its gradient w.r.t. the kernels) run
@@ -29,7 +29,7 @@ import jaxlib
 import numpy as np
 from absl import logging
 
-SOURCE = pathlib.Path(__file__).with_name("native") / "blur_cpu.cc"
+SOURCE = pathlib.Path(__file__).with_name("blur_cpu.cc")
 # FFI target name -> the handler symbol the library exports.
 TARGETS = {"blur_adv_correlate": "BlurAdvCorrelate",
            "blur_adv_pad_correlate": "BlurAdvPadCorrelate",

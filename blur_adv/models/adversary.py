@@ -15,13 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blur_adv import family_params
+from blur_adv.ops import families as families_lib
+from blur_adv.ops import family_params
 
 
 class KernelAdversary(nn.Module):
   """`(images (B,H,W,C), noise (B, noise_dim)) -> (kernels (B, k, k), mixture (B, F))`."""
   kernel_size: int
-  families: Sequence[str] = family_params.FAMILIES
+  families: Sequence[str] = families_lib.FAMILIES
   features: int = 16
 
   @nn.compact

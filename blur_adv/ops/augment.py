@@ -5,7 +5,7 @@ and the trace, so pass them as Python values (static arguments or a `functools.p
 images, the key and `probability` may be traced.
 
 Default severity ranges (`default_ranges(size)`) are in each family's own parameters. They were
-chosen at kernel size 7 (the usual choice for 32x32 images) so that `metrics.kernel_spread` spans
+chosen at kernel size 7 (the usual choice for 32x32 images) so that `measures.kernel_spread` spans
 about the CIFAR-10-C blur severities 1-5, whose kernels have spreads (px^2) of
 gaussian_blur 0.32-2.0, defocus_blur 0.16-1.33, motion_blur 0.44-2.5:
 
@@ -27,10 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blur_adv import blur as blur_lib
-from blur_adv import kernels as kernels_lib
-
-DEFAULT_FAMILIES = ("gaussian", "defocus", "motion")
+from blur_adv.ops import blur as blur_lib
+from blur_adv.ops import families as families_lib
+from blur_adv.ops import kernels as kernels_lib
 
 # (low, high) at kernel size 7, in each family's own parameters; see the module docstring.
 _BASE_SIZE = 7
@@ -52,7 +51,7 @@ def _check_families(families):
   if isinstance(families, str) or len(families) == 0:
     raise ValueError(f"families must be a non-empty sequence of names, got {families!r}")
   for name in families:
-    if name not in _BASE_RANGES:  # the families of kernels.FAMILIES with default ranges here
+    if name not in _BASE_RANGES:  # the parametric families with default ranges here
       raise ValueError(f"families: unknown family {name!r}, expected one of "
                        f"{sorted(_BASE_RANGES)}")
 
@@ -82,7 +81,7 @@ def resolve_ranges(size, families, ranges):
     for param, bounds in params.items():
       if param not in resolved[family]:
         raise ValueError(f"ranges[{family!r}]: unknown parameter {param!r}, expected one of "
-                         f"{kernels_lib.FAMILIES[family][1]}")
+                         f"{families_lib.PARAMETERS[family]}")
       low, high = (float(b) for b in bounds)
       if not (low <= high) or (param != "angle" and low < 0):
         raise ValueError(f"ranges[{family!r}][{param!r}] must be (low, high) with "
@@ -91,14 +90,15 @@ def resolve_ranges(size, families, ranges):
   return resolved
 
 
-def random_kernels(rng, batch, size, families=DEFAULT_FAMILIES, ranges=None, family_weights=None):
+def random_kernels(rng, batch, size, families=families_lib.DEFAULT_AUGMENT_FAMILIES, ranges=None,
+                   family_weights=None):
   """A random kernel per example: family drawn by `family_weights`, parameters uniform in range.
 
   Args:
     rng: PRNG key.
     batch: number of kernels (static int).
     size: odd kernel size (static).
-    families: names from `kernels.FAMILIES` (static).
+    families: names from `families_lib.PARAMETERS` (static).
     ranges: optional `{family: {param: (low, high)}}` overriding `default_ranges(size)`.
     family_weights: optional relative probabilities of the families (default uniform).
 
@@ -119,7 +119,7 @@ def random_kernels(rng, batch, size, families=DEFAULT_FAMILIES, ranges=None, fam
   # One flat uniform draw feeds the family choice and every parameter: under jax's default
   # (partitionable) threefry each draw site costs compile time, and multi-dimensional draws
   # cost seconds on CPU.
-  names = [(family, name) for family in families for name in kernels_lib.FAMILIES[family][1]]
+  names = [(family, name) for family in families for name in families_lib.PARAMETERS[family]]
   uniform = jax.random.uniform(rng, ((1 + len(names)) * batch,)).reshape(1 + len(names), batch)
   # Inverse-CDF sampling of the family (a zero weight is never chosen).
   cdf = jnp.asarray(np.cumsum(family_weights) / family_weights.sum(), jnp.float32)
@@ -132,7 +132,7 @@ def random_kernels(rng, batch, size, families=DEFAULT_FAMILIES, ranges=None, fam
   # the batch is blurred by a single per-example `blur` call.
   candidates = []
   for family in families:
-    fn, param_names = kernels_lib.FAMILIES[family]
+    fn, param_names = kernels_lib.PARAMETRIC_FAMILIES[family]
     candidates.append(fn(size, *[params[family, n] for n in param_names]))
   stacked = jnp.stack(candidates)  # (F, B, k, k)
   return stacked[choice, jnp.arange(batch)]
@@ -146,8 +146,8 @@ def _check_probability(probability):
     raise ValueError(f"probability must be a scalar in [0, 1], got {probability!r}")
 
 
-def augment(rng, images, probability, size=7, families=DEFAULT_FAMILIES, ranges=None,
-            family_weights=None, padding="reflect", return_kernels=False):
+def augment(rng, images, probability, size=7, families=families_lib.DEFAULT_AUGMENT_FAMILIES,
+            ranges=None, family_weights=None, padding="reflect", return_kernels=False):
   """Blurs each example with probability `probability` by a kernel from `random_kernels`.
 
   Examples that are not blurred get the identity kernel, so the whole batch is one `blur` call.

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from blur_adv.registry import Registry
 
-MODELS: Registry[Any] = Registry("model")
+MODELS: Registry[Any] = Registry("model", field="model")
 
 _conv = functools.partial(nn.Conv, use_bias=False, kernel_init=nn.initializers.kaiming_normal())
 

@@ -1,6 +1,6 @@
-"""Deblurring front-ends and the blur-consistency loss (issue 6 defenses).
+"""Classical deblurring: non-blind and blind deconvolution and sharpening.
 
-Every front-end maps `(B, H, W, C)` float images in [0, 1] to images of the same shape and is pure
+Every function maps `(B, H, W, C)` float images in [0, 1] to images of the same shape and is pure
 and jit-able; options that fix shapes or loop counts (kernel sizes, iterations, padding names)
 must be static (Python values, e.g. bound with `functools.partial` before `jax.jit`).
 
@@ -8,29 +8,25 @@ must be static (Python values, e.g. bound with `functools.partial` before `jax.j
 - `estimate_gaussian_sigma`: a Gaussian blur sigma per image from its edges, which makes
   `blind_wiener` and `blind_richardson_lucy` blind.
 - `unsharp_mask`: the trivial sharpening baseline.
-- `DeblurUNet` with `deblur_loss`, `train_step` and `train_unet`: a small learned deblurrer.
-- `consistency_loss`: Jensen-Shannon divergence between clean and blurred predictions.
-- `FRONT_ENDS` / `get_front_end(name, **options)`: the front-ends by name for configs.
+
+The learned deblurrer is `models/unet.py`; the front-ends by name are `defense/front_end.py`.
 """
 
 import functools
 import math
-from typing import Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax import lax
 
-from blur_adv import augment as augment_lib
-from blur_adv import blur as blur_lib
-from blur_adv import kernels as kernels_lib
-from blur_adv import metrics
+from blur_adv.ops import blur as blur_lib
+from blur_adv.ops import kernels as kernels_lib
+from blur_adv.ops import measures
 
 
-def _check_images(images):
+def check_images(images):
+  """`images` as an array, checked to be floating point `(B, H, W, C)`."""
   images = jnp.asarray(images)
   if images.ndim != 4 or not jnp.issubdtype(images.dtype, jnp.floating):
     raise ValueError(f"images must be floating point (B, H, W, C), got {images.shape} "
@@ -57,7 +53,8 @@ def _check_nonnegative(name, value):
     raise ValueError(f"{name} must be >= 0, got {value!r}")
 
 
-def _check_positive_int(name, value):
+def check_positive_int(name, value):
+  """Raises `ValueError` naming `name` unless `value` is a positive int."""
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
     raise ValueError(f"{name} must be a positive int, got {value!r}")
 
@@ -98,7 +95,7 @@ def wiener(images, kernels, nsr=1e-2, padding="symmetric", margin=None, regulari
       4-neighbour Laplacian, as skimage's default).
     clip: clip the result to [0, 1].
   """
-  images = _check_images(images)
+  images = check_images(images)
   kernels = _check_kernels(images, kernels)
   _check_nonnegative("nsr", nsr)
   if padding not in WIENER_PADDINGS:
@@ -139,9 +136,9 @@ def richardson_lucy(images, kernels, iterations=30, padding="reflect", init=None
   `skimage.restoration.richardson_lucy(..., clip=False)` per channel. Images should be
   non-negative (as photons are); the result stays non-negative.
   """
-  images = _check_images(images)
+  images = check_images(images)
   kernels = _check_kernels(images, kernels)
-  _check_positive_int("iterations", iterations)
+  check_positive_int("iterations", iterations)
   _check_nonnegative("eps", eps)
   if kernels.shape[0] == 1:
     kernels = kernels[0]
@@ -166,7 +163,7 @@ def unsharp_mask(images, radius=1.0, amount=1.0, clip=True):
   The Gaussian is skimage's (truncated at 4 sigma, 'reflect' = numpy 'symmetric' borders);
   `radius` is static because it fixes the kernel size.
   """
-  images = _check_images(images)
+  images = check_images(images)
   if not radius > 0:
     raise ValueError(f"radius must be > 0, got {radius!r}")
   _check_nonnegative("amount", amount)
@@ -225,7 +222,7 @@ def estimate_gaussian_sigma(images, reblur_sigma=0.5, max_sigma=4.0, edge_thresh
   image already had, clipped to [0, max_sigma]. A small `reblur_sigma` keeps neighbouring edges
   apart (less bias at large sigma) at the cost of more sensitivity to noise.
   """
-  images = _check_images(images)
+  images = check_images(images)
   if not reblur_sigma > 0 or not max_sigma > 0:
     raise ValueError(f"reblur_sigma and max_sigma must be > 0, got {reblur_sigma!r}, "
                      f"{max_sigma!r}")
@@ -237,7 +234,7 @@ def estimate_gaussian_sigma(images, reblur_sigma=0.5, max_sigma=4.0, edge_thresh
   reblur_kernel = kernels_lib.gaussian(size, float(reblur_sigma))
   reblurred = blur_lib.blur(gray, reblur_kernel, padding="symmetric")
   # The sampled kernel's variance, not reblur_sigma^2: they differ for sigma below ~0.8.
-  reblur_variance = metrics.kernel_spread(reblur_kernel) / 2
+  reblur_variance = measures.kernel_spread(reblur_kernel) / 2
   magnitudes = _gradient_magnitude(jnp.concatenate([gray, reblurred]))
   sharp, smooth = magnitudes[:batch], magnitudes[batch:]
   local_max = lax.reduce_window(sharp, -jnp.inf, lax.max, (1, 3, 3), (1, 1, 1), "SAME")
@@ -265,7 +262,7 @@ def _blind_kernels(images, max_sigma, estimate_options):
 def blind_wiener(images, nsr=1e-2, max_sigma=4.0, padding="symmetric", clip=True,
                  **estimate_options):
   """Wiener deconvolution with a Gaussian kernel of the sigma `estimate_gaussian_sigma` finds."""
-  images = _check_images(images)
+  images = check_images(images)
   kernels, _ = _blind_kernels(images, max_sigma, estimate_options)
   return wiener(images, kernels, nsr=nsr, padding=padding, clip=clip)
 
@@ -273,168 +270,6 @@ def blind_wiener(images, nsr=1e-2, max_sigma=4.0, padding="symmetric", clip=True
 def blind_richardson_lucy(images, iterations=20, max_sigma=4.0, padding="reflect", clip=True,
                           **estimate_options):
   """Richardson-Lucy with a Gaussian kernel of the sigma `estimate_gaussian_sigma` finds."""
-  images = _check_images(images)
+  images = check_images(images)
   kernels, _ = _blind_kernels(images, max_sigma, estimate_options)
   return richardson_lucy(images, kernels, iterations=iterations, padding=padding, clip=clip)
-
-
-# ---------------------------------------------------------------------------------- U-Net
-
-
-def _he_normal(key, shape, dtype=jnp.float32):
-  """He-normal conv weights drawn as a flat vector: under jax's partitionable threefry (the
-  default), a 4-D random draw takes seconds to compile on CPU and a 1-D one well under one."""
-  fan_in = math.prod(shape[:-1])
-  flat = jax.random.normal(key, (math.prod(shape),), dtype)
-  return (flat * math.sqrt(2.0 / fan_in)).reshape(shape)
-
-
-class DeblurUNet(nn.Module):
-  """Small U-Net with a residual output: returns `images + f(images)`, f = 0 at initialization.
-
-  Each level is two 3x3 conv + ReLU; levels are joined by 2x2 average pooling on the way down and
-  bilinear resizing to the skip's shape on the way up, so any image size works (32x32 and up).
-  """
-  features: Sequence[int] = (16, 32, 64)
-
-  def _block(self, x, features):
-    for _ in range(2):
-      x = nn.relu(nn.Conv(features, (3, 3), kernel_init=_he_normal)(x))
-    return x
-
-  @nn.compact
-  def __call__(self, images):
-    x = (images - 0.5) / 0.25  # centre [0, 1] inputs
-    skips = []
-    for level, features in enumerate(self.features):
-      if level:
-        x = nn.avg_pool(x, (2, 2), (2, 2), padding="SAME")
-      x = self._block(x, features)
-      skips.append(x)
-    for features, skip in zip(self.features[-2::-1], skips[-2::-1]):
-      x = jax.image.resize(x, skip.shape[:3] + x.shape[3:], "bilinear")
-      x = self._block(jnp.concatenate([x, skip], axis=-1), features)
-    residual = nn.Conv(images.shape[-1], (1, 1), kernel_init=nn.initializers.zeros)(x)
-    return images + residual
-
-
-def deblur_loss(params, model, blurred, clean):
-  """Mean absolute error between the restored and the clean images (L1: sharper than L2)."""
-  return jnp.mean(jnp.abs(model.apply(params, blurred) - clean))
-
-
-def train_step(params, opt_state, rng, clean, *, model, optimizer, kernel_size=7,
-               families=augment_lib.DEFAULT_FAMILIES, ranges=None, probability=1.0):
-  """One optimizer step on (clean, blurred) pairs blurred by `augment.augment`.
-
-  Pure: bind the keyword arguments with `functools.partial` and `jax.jit` the rest.
-  Returns `(params, opt_state, loss)`.
-  """
-  blurred = augment_lib.augment(rng, clean, probability, size=kernel_size, families=families,
-                                ranges=ranges)
-  loss, grads = jax.value_and_grad(deblur_loss)(params, model, blurred, clean)
-  updates, opt_state = optimizer.update(grads, opt_state, params)
-  return optax.apply_updates(params, updates), opt_state, loss
-
-
-def random_crops(rng, images, batch, crop):
-  """`batch` random `crop x crop` patches of random images from `(N, H, W, C)`."""
-  count, height, width, channels = images.shape
-  if crop > min(height, width):
-    raise ValueError(f"crop {crop} is larger than the {height}x{width} images")
-  index_key, row_key, col_key = jax.random.split(rng, 3)
-  index = jax.random.randint(index_key, (batch,), 0, count)
-  rows = jax.random.randint(row_key, (batch,), 0, height - crop + 1)
-  cols = jax.random.randint(col_key, (batch,), 0, width - crop + 1)
-  cut = lambda i, r, c: lax.dynamic_slice(images[i], (r, c, 0), (crop, crop, channels))
-  return jax.vmap(cut)(index, rows, cols)
-
-
-def train_unet(rng, images, steps=300, batch_size=16, crop=32, kernel_size=7,
-               families=augment_lib.DEFAULT_FAMILIES, ranges=None, learning_rate=2e-3,
-               features=(16, 32, 64), params=None):
-  """Trains a `DeblurUNet` on random crops of `images` (`(N, H, W, C)` in [0, 1]).
-
-  Every step blurs fresh crops with `augment.random_kernels`; the step compiles once. `params`
-  continues from given variables of a `DeblurUNet(features)` instead of a fresh initialization. Returns `(model, params, losses)` with `losses` `(steps,)`.
-  """
-  _check_positive_int("steps", steps)
-  _check_positive_int("batch_size", batch_size)
-  _check_positive_int("crop", crop)
-  images = _check_images(images)
-  model = DeblurUNet(features=tuple(features))
-  init_key, run_key = jax.random.split(rng)
-  if params is None:
-    params = jax.jit(model.init)(init_key, images[:1, :crop, :crop])  # eager init is slow
-  optimizer = optax.adam(learning_rate)
-  step = functools.partial(train_step, model=model, optimizer=optimizer, kernel_size=kernel_size,
-                           families=tuple(families), ranges=ranges)
-
-  @jax.jit
-  def run_step(params, opt_state, key):
-    crop_key, blur_key = jax.random.split(key)
-    clean = random_crops(crop_key, images, batch_size, crop)
-    return step(params, opt_state, blur_key, clean)
-
-  # A Python loop over one jitted step: on CPU, XLA runs these convolutions about 10x slower
-  # inside a `lax.scan` body than as a top-level computation (measured, jax 0.10).
-  opt_state = optimizer.init(params)
-  losses = []
-  for key in jax.random.split(run_key, steps):
-    params, opt_state, loss = run_step(params, opt_state, key)
-    losses.append(loss)
-  losses = jnp.stack(losses)
-  return model, params, losses
-
-
-def unet_front_end(images, params, model=None, clip=True):
-  """Applies a trained `DeblurUNet` (default architecture unless `model` is given)."""
-  images = _check_images(images)
-  out = (model or DeblurUNet()).apply(params, images)
-  return jnp.clip(out, 0.0, 1.0) if clip else out
-
-
-# -------------------------------------------------------------------------- consistency
-
-
-def consistency_loss(logits_clean, logits_blurred):
-  """Mean Jensen-Shannon divergence (nats, in [0, log 2]) between the two predicted distributions.
-
-  JS rather than symmetric KL: it is bounded, so one confidently wrong blurred prediction cannot
-  dominate the batch. Gradients flow into both branches.
-  """
-  logits_clean, logits_blurred = jnp.asarray(logits_clean), jnp.asarray(logits_blurred)
-  if logits_clean.shape != logits_blurred.shape or logits_clean.ndim < 1:
-    raise ValueError(f"logits_clean and logits_blurred must have one shape (..., classes), got "
-                     f"{logits_clean.shape} and {logits_blurred.shape}")
-  log_p = jax.nn.log_softmax(logits_clean, axis=-1)
-  log_q = jax.nn.log_softmax(logits_blurred, axis=-1)
-  log_m = jnp.logaddexp(log_p, log_q) - jnp.log(2.0)
-  kl = lambda log_a: jnp.sum(jnp.exp(log_a) * (log_a - log_m), axis=-1)
-  return jnp.mean(0.5 * kl(log_p) + 0.5 * kl(log_q))
-
-
-# ------------------------------------------------------------------------------ registry
-
-
-def identity_front_end(images):
-  """The "none" front-end."""
-  return _check_images(images)
-
-
-FRONT_ENDS = {
-    "none": identity_front_end,
-    "unsharp": unsharp_mask,
-    "wiener": blind_wiener,
-    "richardson_lucy": blind_richardson_lucy,
-    "unet": unet_front_end,  # needs params=... (from `train_unet` or a checkpoint)
-}
-
-
-def get_front_end(name, **options):
-  """`images -> images` for front-end `name` with `options` bound (e.g. params for "unet")."""
-  if name not in FRONT_ENDS:
-    raise ValueError(f"front_end must be one of {sorted(FRONT_ENDS)}, got {name!r}")
-  if name == "unet" and "params" not in options:
-    raise ValueError("front_end 'unet' needs params=... (trained DeblurUNet variables)")
-  return functools.partial(FRONT_ENDS[name], **options)

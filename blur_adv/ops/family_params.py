@@ -11,19 +11,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blur_adv import kernels as kernels_lib
+from blur_adv.ops import families
+from blur_adv.ops import kernels as kernels_lib
 
 # Control points of a searched camera-shake path.
 PATH_POINTS = 4
 
-# The parametric families of kernels.FAMILIES, then the camera-shake path and the free-form kernel
-# (a softmax over the window, the largest family of all).
-FAMILIES = tuple(kernels_lib.FAMILIES) + ("motion_path", "free_form")
-
-
 def check_family(family):
-  if family not in FAMILIES:
-    raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+  if family not in families.FAMILIES:
+    raise ValueError(f"family must be one of {families.FAMILIES}, got {family!r}")
 
 
 def check_size(size):
@@ -57,7 +53,7 @@ def raw_shape(family, size):
     return (size, size)
   if family == "motion_path":
     return (PATH_POINTS, 2)
-  return (len(kernels_lib.FAMILIES[family][1]),)
+  return (len(kernels_lib.PARAMETRIC_FAMILIES[family][1]),)
 
 
 def degrees_of_freedom(family, size):
@@ -72,7 +68,7 @@ def to_params(family, raw, size):
     return {"logits": raw}
   if family == "motion_path":
     return {"points": (size // 2) * jnp.tanh(raw)}
-  names = kernels_lib.FAMILIES[family][1]
+  names = kernels_lib.PARAMETRIC_FAMILIES[family][1]
   return {name: _parameter(name, raw[..., i], size) for i, name in enumerate(names)}
 
 
@@ -83,7 +79,7 @@ def raw_to_kernels(family, raw, size):
     return kernels_lib.free_form(params["logits"])
   if family == "motion_path":
     return kernels_lib.motion_path(size, params["points"])
-  return kernels_lib.FAMILIES[family][0](size, *params.values())
+  return kernels_lib.PARAMETRIC_FAMILIES[family][0](size, *params.values())
 
 
 def random_raw(key, family, batch, size):

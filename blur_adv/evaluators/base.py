@@ -1,0 +1,88 @@
+"""The evaluator interface: by name from `config.evaluators`, each returns a flat dict of floats.
+
+An evaluator is a function `(section, inputs) -> dict[str, float]` registered with `register`:
+`section` is its config section (`config.<section>`, or None when it has none) and `inputs` the
+`Inputs` of one evaluation: the eval split and the predict functions of the current state. An
+evaluator may also name an artifact writer, run once after all evaluators by `write_artifacts`
+(by `blur_adv.evaluate`, not during training) with every result, so pictures can combine them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+
+from blur_adv import data
+from blur_adv.registry import Registry
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+  run: Callable[[Any, "Inputs"], dict[str, float]]  # (section, inputs) -> numbers
+  section: str | None = None  # the config field holding its settings
+  # (section, inputs, results of every evaluator run, workdir) -> paths written
+  write_artifacts: Callable[[Any, "Inputs", dict, str], list[str]] | None = None
+
+
+EVALUATORS: Registry[Evaluator] = Registry("evaluator", field="evaluators", many=True)
+
+
+def register(name: str, section: str | None = None, write_artifacts=None):
+  """Registers the decorated `(section, inputs) -> dict` as evaluator `name`."""
+  def decorator(run):
+    EVALUATORS.register(name)(Evaluator(run, section, write_artifacts))
+    return run
+  return decorator
+
+
+class Inputs:
+  """What an evaluator may use of one evaluation of the replicated device `state`."""
+
+  def __init__(self, config, source: data.Source, parallel, state, eval_step: Callable):
+    self.config = config  # The whole experiment config (seed, eval_batch_size, budget).
+    self.source = source  # The eval split.
+    self._parallel, self._state, self._eval_step = parallel, state, eval_step
+
+  def batch_metrics(self, batch):
+    """The trainer's eval metrics of one of this process's host batches, over all devices."""
+    dp = self._parallel
+    return dp.unreplicate(self._eval_step(self._state, dp.shard_batch(batch)))
+
+  @functools.cached_property
+  def predict(self) -> Callable:
+    """A jitted single-device `images -> logits` of the classifier (eval mode).
+
+    One function object per evaluation, so the attacks (where it is a static argument) compile
+    once for every evaluator that uses it.
+    """
+    host = self._parallel.unreplicate(self._state)
+    variables = {"params": host.params, "batch_stats": host.batch_stats}
+    return jax.jit(lambda x: host.apply_fn(variables, x, train=False))
+
+
+def _section(evaluator: Evaluator, config):
+  return None if evaluator.section is None else config[evaluator.section]
+
+
+def run(names, inputs: Inputs) -> dict[str, dict[str, float]]:
+  """Runs the evaluators `names` in order; returns their results by name."""
+  results = {}
+  for name in names:
+    evaluator = EVALUATORS.get(name, field="evaluators")
+    results[name] = evaluator.run(_section(evaluator, inputs.config), inputs)
+  return results
+
+
+def write_artifacts(names, inputs: Inputs, results: dict, workdir: str) -> list[str]:
+  """Runs each distinct artifact writer of the evaluators `names` once; returns the paths."""
+  writers = {}  # writer -> its evaluator's section; several evaluators may share one writer
+  for name in names:
+    evaluator = EVALUATORS.get(name, field="evaluators")
+    if evaluator.write_artifacts is not None:
+      writers.setdefault(evaluator.write_artifacts, evaluator)
+  paths = []
+  for writer, evaluator in writers.items():
+    paths += writer(_section(evaluator, inputs.config), inputs, results, workdir)
+  return paths

@@ -1,0 +1,69 @@
+"""What every trainer shares: the train state, metric collections, the trainer interface.
+
+A trainer creates the train state and provides per-device steps that `parallel.py` runs under
+`jax.pmap` or `jax.shard_map`. Steps are pure functions `(state, batch, rng) -> (state, metrics)`
+that average gradients with an explicit `lax.pmean` over the data axis and return metrics already
+summed over it. Trainers are picked by `config.trainer` from `TRAINERS`.
+"""
+
+import dataclasses
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+from clu import metrics
+from flax.training import train_state
+from jax import lax
+
+from blur_adv.parallel import DATA_AXIS
+from blur_adv.registry import Registry
+from blur_adv.trainers.losses import cross_entropy
+
+
+class TrainState(train_state.TrainState):
+  """Classifier state plus BatchNorm statistics and `extra` pytrees for richer trainers.
+
+  `extra` is checkpointed with the rest (e.g. an adversary's params and
+  optimizer state); subclasses may add fields as well.
+  """
+  batch_stats: Any = None
+  extra: Any = flax.struct.field(default_factory=dict)
+
+
+@flax.struct.dataclass
+class TrainMetrics(metrics.Collection):
+  loss: metrics.Average.from_output("loss")
+  accuracy: metrics.Average.from_output("accuracy")
+  grad_norm: metrics.Average.from_output("grad_norm")
+
+
+@flax.struct.dataclass
+class EvalMetrics(metrics.Collection):
+  loss: metrics.Average.from_output("loss")
+  accuracy: metrics.Average.from_output("accuracy")
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+  """What the training loop needs from a trainer; all steps are per-device."""
+  init_state: Callable[[jax.Array, tuple[int, ...]], TrainState]  # (rng, image shape) -> state
+  train_step: Callable[..., tuple[TrainState, metrics.Collection]]  # (state, batch, rng)
+  eval_step: Callable[..., metrics.Collection]  # (state, batch)
+
+
+TRAINERS: Registry[Callable[..., Trainer]] = Registry("trainer", field="trainer")
+
+
+def sum_over_devices(collection: metrics.Collection) -> metrics.Collection:
+  """Sums CLU metric totals and counts over the data axis, giving global-batch metrics."""
+  return jax.tree.map(lambda x: lax.psum(x, DATA_AXIS), collection)
+
+
+def classifier_eval_step(state: TrainState, batch) -> EvalMetrics:
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  logits = state.apply_fn(variables, batch["image"], train=False)
+  return sum_over_devices(EvalMetrics.single_from_model_output(
+      loss=cross_entropy(logits, batch["label"]),
+      accuracy=(jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32),
+      mask=batch["mask"]))
