@@ -66,7 +66,7 @@ def make_runners(args):
   runners = {}
 
   def add(name, trainer, mode):
-    host_state = jax.device_get(trainer.init_state(jax.random.PRNGKey(0), images.shape[1:]))
+    host_state = jax.device_get(trainer.init_state(jax.random.PRNGKey(0), images))
     dp = parallel.DataParallel(mode, num_devices=1)
     step = dp.wrap_train_step(trainer.train_step)
     batch = jax.block_until_ready(dp.shard_batch(
@@ -93,7 +93,7 @@ def make_runners(args):
   model = models.create_model(args.model, 10)
   tx = optim.create_optimizer(config, 10_000, 100)
   # The plain step starts from the same initial parameters as the registry trainer.
-  host_state = jax.device_get(trainer.init_state(jax.random.PRNGKey(0), images.shape[1:]))
+  host_state = jax.device_get(trainer.init_state(jax.random.PRNGKey(0), images))
   plain = plain_step_fn(model, tx)
   params, stats = jax.device_put((host_state.params, host_state.batch_stats))
   box = {"vars": (params, stats, tx.init(params))}

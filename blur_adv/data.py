@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import os
 import re
 import threading
@@ -236,16 +237,17 @@ def _tfds_source(name: str, split: str, image_size: int, data_dir: str | None) -
 # ---------------------------------------------------------------- augmentation
 
 def crop_flip(images: np.ndarray, rng: np.random.Generator, rows: slice,
-              global_batch_size: int, pad: int = 4) -> np.ndarray:
-  """Random `pad`-pixel translation (zero padded) and horizontal flip per example.
+              global_batch_size: int, pad: int = 4, mode: str = "constant") -> np.ndarray:
+  """Random translation by up to `pad` pixels and horizontal flip per example.
 
+  The image is padded by `pad` (zeros, or numpy.pad's `mode`) and a random window is cropped.
   Random draws are made for the whole global batch and `rows` picks this
   process's share, so the result does not depend on the process count.
   """
   offsets = rng.integers(0, 2 * pad + 1, size=(global_batch_size, 2))[rows]
   flips = (rng.random(global_batch_size) < 0.5)[rows]
   _, h, w, _ = images.shape
-  padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode=mode)
   out = np.empty_like(images)
   for i, ((dy, dx), flip) in enumerate(zip(offsets, flips)):
     crop = padded[i, dy:dy + h, dx:dx + w]
@@ -258,7 +260,12 @@ def _no_augmentation(images, rng, rows, global_batch_size):
   return images
 
 
-AUGMENTATIONS = {"none": _no_augmentation, "crop_flip": crop_flip}
+AUGMENTATIONS = {
+    "none": _no_augmentation,
+    "crop_flip": crop_flip,  # 4-pixel zero-padded translations (the ResNet papers' recipe).
+    # 2-pixel reflect-padded translations: the fast CIFAR recipe's (configs/cifar10_fast.py).
+    "flip_translate2": functools.partial(crop_flip, pad=2, mode="reflect"),
+}
 
 
 # ---------------------------------------------------------------- iterators

@@ -14,6 +14,10 @@ from blur_adv.checkpoint import Checkpointer
 from blur_adv.trainers import base as trainers
 
 
+# Training images a model is initialized on.
+INIT_SAMPLE = 1024
+
+
 @dataclasses.dataclass
 class Experiment:
   config: Any
@@ -41,6 +45,12 @@ def validate(config):
                          process_count=jax.process_count(), available_devices=available)
 
 
+def init_images(source: data.Source) -> np.ndarray:
+  """The first `INIT_SAMPLE` images of `source`'s fixed order: what a model's data-dependent
+  statistics (e.g. a whitening layer) are initialized from, the same on every process."""
+  return data.to_float(source.read(np.arange(min(len(source), INIT_SAMPLE)))[0])
+
+
 def setup(config, workdir: str) -> Experiment:
   """Validates `config` (once, first), then opens data and initializes the state."""
   validate(config)
@@ -60,8 +70,7 @@ def setup(config, workdir: str) -> Experiment:
   trainer = trainers.TRAINERS.get(config.trainer, field="trainer")(
       config, train_source.num_classes, total_steps, steps_per_epoch)
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
-  image_shape = train_source.read(np.arange(1))[0].shape[1:]
-  init_state = jax.device_get(jax.jit(trainer.init_state, static_argnums=1)(init_rng, image_shape))
+  init_state = jax.device_get(jax.jit(trainer.init_state)(init_rng, init_images(train_source)))
   return Experiment(
       config=config, parallel=dp, train_source=train_source, eval_source=eval_source,
       trainer=trainer, total_steps=total_steps, steps_per_epoch=steps_per_epoch,

@@ -8,6 +8,11 @@ from blur_adv import config_checks
 
 # Training optimizers by `config.optimizer` (the attacks' step rules are `attacks.STEP_RULES`).
 OPTIMIZERS = ("sgd", "adamw")
+# Learning-rate shapes by `config.lr_schedule`; both peak after `config.warmup_epochs`.
+LR_SCHEDULES = ("cosine", "triangular")
+# The triangular schedule starts and ends at these fractions of the peak (the CIFAR-10 speedrun's
+# published schedule: 0.2 -> 1 -> 0.07).
+TRIANGULAR_START, TRIANGULAR_END = 0.2, 0.07
 
 
 def check_config(config):
@@ -15,29 +20,58 @@ def check_config(config):
     raise config_checks.unknown_name("optimizer", "optimizer", config.optimizer, OPTIMIZERS)
 
 
+def check_schedule(config):
+  if config.lr_schedule not in LR_SCHEDULES:
+    raise config_checks.unknown_name("learning-rate schedule", "lr_schedule", config.lr_schedule,
+                                     LR_SCHEDULES)
+  config_checks.check_number("bias_lr_scale", config.bias_lr_scale, 0, low_open=True)
+
+
 config_checks.register_fields("optimizer", validator=check_config)
+config_checks.register_fields("lr_schedule", "bias_lr_scale", validator=check_schedule)
 
 
 def learning_rate_schedule(config, total_steps: int, steps_per_epoch: int) -> optax.Schedule:
-  """Linear warm-up then cosine decay to zero, with the peak scaled by batch size / 256."""
+  """The peak (scaled by batch size / 256) is reached after `warmup_epochs`.
+
+  "cosine" (default): linear warm-up from zero, then cosine decay to zero. "triangular": linear
+  from `TRIANGULAR_START` of the peak up to the peak, then linear down to `TRIANGULAR_END` of it.
+  """
   peak = config.learning_rate * config.batch_size / 256
   warmup = min(int(config.warmup_epochs * steps_per_epoch), max(total_steps - 1, 0))
+  if config.get("lr_schedule", "cosine") == "triangular":
+    return optax.join_schedules([
+        optax.linear_schedule(TRIANGULAR_START * peak, peak, max(warmup, 1)),
+        optax.linear_schedule(peak, TRIANGULAR_END * peak, max(total_steps - warmup, 1)),
+    ], boundaries=[warmup])
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=peak, warmup_steps=warmup,
       decay_steps=max(total_steps, warmup + 1), end_value=0.0)
 
 
-def _decay_mask(params):
-  # Weight decay on kernels only, not on biases or BatchNorm scales.
+def _is_kernel(params):
+  # Kernels are the parameters with two or more axes; biases and BatchNorm offsets have one.
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def create_optimizer(config, total_steps: int, steps_per_epoch: int) -> optax.GradientTransformation:
-  schedule = learning_rate_schedule(config, total_steps, steps_per_epoch)
+def _base_optimizer(config, schedule) -> optax.GradientTransformation:
   if config.optimizer == "sgd":
-    opt = optax.sgd(schedule, momentum=config.momentum, nesterov=True)
-  elif config.optimizer == "adamw":
-    return optax.adamw(schedule, weight_decay=config.weight_decay, mask=_decay_mask)
-  else:
-    raise ValueError(f"Unknown config.optimizer={config.optimizer!r}; known: sgd, adamw.")
-  return optax.chain(optax.add_decayed_weights(config.weight_decay, mask=_decay_mask), opt)
+    # Weight decay on kernels only, not on biases or BatchNorm scales.
+    return optax.chain(optax.add_decayed_weights(config.weight_decay, mask=_is_kernel),
+                       optax.sgd(schedule, momentum=config.momentum, nesterov=True))
+  if config.optimizer == "adamw":
+    return optax.adamw(schedule, weight_decay=config.weight_decay, mask=_is_kernel)
+  raise ValueError(f"Unknown config.optimizer={config.optimizer!r}; known: sgd, adamw.")
+
+
+def create_optimizer(config, total_steps: int, steps_per_epoch: int) -> optax.GradientTransformation:
+  """`config.optimizer` on the schedule; with `bias_lr_scale` != 1, one-axis parameters (biases,
+  BatchNorm offsets) step that many times faster, as in the CIFAR-10 speedrun."""
+  schedule = learning_rate_schedule(config, total_steps, steps_per_epoch)
+  tx = _base_optimizer(config, schedule)
+  scale = config.get("bias_lr_scale", 1.0)
+  if scale == 1.0:
+    return tx
+  label = lambda params: jax.tree.map(lambda kernel: "kernel" if kernel else "bias",
+                                      _is_kernel(params))
+  return optax.multi_transform({"kernel": tx, "bias": optax.chain(tx, optax.scale(scale))}, label)

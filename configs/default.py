@@ -24,11 +24,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.train_split = "train"
   config.eval_split = "test"
   config.image_size = 32
-  config.augment = "none"  # 'none' | 'crop_flip'.
+  config.augment = "none"  # 'none' | 'crop_flip' | 'flip_translate2' (see data.AUGMENTATIONS).
 
   # Model and trainer, both by registry name.
   config.model = "small_cnn"
   config.model_kwargs = ml_collections.ConfigDict({"width": 16})
+  # Test-time augmentation of every evaluation (clean, corruptions, attacks):
+  # 'none' | 'flip' | 'flip_translate' (see blur_adv/models/test_time_augmentation.py).
+  config.tta = "none"
   config.trainer = "adversarial"  # 'standard' | 'adversarial'.
   config.budget = 0.1  # SSIM budget in (0, 1]: a blur is admissible when SSIM >= 1 - budget.
 
@@ -76,6 +79,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.num_train_steps = ml_collections.config_dict.placeholder(int)  # Overrides num_epochs.
   config.optimizer = "sgd"
   config.learning_rate = 0.2  # Peak, for batch 256; scaled linearly with batch_size.
+  config.lr_schedule = "cosine"  # 'cosine' | 'triangular'; both peak after warmup_epochs.
+  config.bias_lr_scale = 1.0  # Learning-rate multiplier of biases and BatchNorm offsets.
   config.momentum = 0.9
   config.weight_decay = 5e-4
   config.warmup_epochs = 2.0

@@ -13,6 +13,7 @@ SMALL = {  # Shrunk hyper-parameters so every architecture traces in a second.
     "preact_resnet18": {"width": 4},
     "wide_resnet": {"depth": 10, "widen_factor": 1},
     "wrn28_10": {"widen_factor": 1},
+    "whitened_convnet": {"widths": (4, 8, 8)},
 }
 IMAGES = jax.ShapeDtypeStruct((2, 16, 16, 3), jnp.float32)
 

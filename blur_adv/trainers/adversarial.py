@@ -25,6 +25,7 @@ from jax import lax
 from blur_adv import config_checks
 from blur_adv.defense import augmentation, front_end
 from blur_adv.models import adversary as adversary_lib
+from blur_adv.models.test_time_augmentation import with_test_time_augmentation
 from blur_adv.ops import attacks, families, family_params, measures
 from blur_adv.ops import blur as blur_lib
 from blur_adv.ops import budget as budget_lib
@@ -105,6 +106,14 @@ def _propose_kernels(adv, adversary_model, adversary_params, classifier_logits, 
   return lax.stop_gradient(kernels)
 
 
+def _loss_gain(per_example, attacked):
+  """Mean loss of the attacked examples minus that of the clean ones, over the global batch."""
+  sums = lax.psum(jnp.stack([jnp.sum(per_example * attacked), jnp.sum(attacked),
+                             jnp.sum(per_example * (1 - attacked)), jnp.sum(1 - attacked)]),
+                  DATA_AXIS)
+  return sums[0] / jnp.maximum(sums[1], 1.0) - sums[2] / jnp.maximum(sums[3], 1.0)
+
+
 @TRAINERS.register("adversarial")
 def adversarial_trainer(config, num_classes: int, total_steps: int,
                         steps_per_epoch: int) -> Trainer:
@@ -116,14 +125,14 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
       kernel_size=adv.kernel_size, families=tuple(adv.families), features=adv.features)
   adversary_tx = optax.adam(adv.learning_rate)
 
-  def init_state(rng, image_shape):
+  def init_state(rng, images):
     classifier_rng, adversary_rng = jax.random.split(rng)
-    dummy = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
-    variables = model.init(classifier_rng, dummy, train=False)
+    variables = model.init(classifier_rng, images, train=False)
     adversary_params = adversary_model.init(
-        adversary_rng, dummy, jnp.zeros((1, adv.noise_dim)))["params"]
+        adversary_rng, images[:1], jnp.zeros((1, adv.noise_dim)))["params"]
     return TrainState.create(
-        apply_fn=model.apply, params=variables["params"], tx=tx,
+        apply_fn=with_test_time_augmentation(model.apply, config.get("tta", "none")),
+        params=variables["params"], tx=tx,
         batch_stats=variables.get("batch_stats", {}),
         extra={"adversary_params": adversary_params,
                "adversary_opt_state": adversary_tx.init(adversary_params)})
@@ -140,8 +149,10 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
     use_blur = (adversarial & warm)[:, None, None, None]
 
     def eval_logits(x):
-      return state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, x,
-                            train=False)
+      # The plain model (no test-time augmentation): the attack during training targets what
+      # is being trained.
+      return model.apply({"params": state.params, "batch_stats": state.batch_stats}, x,
+                         train=False)
 
     def losses(params, adversary_params):
       raw = _propose_kernels(adv, adversary_model, adversary_params, eval_logits, images, labels,
@@ -181,9 +192,10 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
 
     per_example = aux["per_example"]
     attacked = use_blur[:, 0, 0, 0].astype(jnp.float32)
-    # Loss gain: mean loss on the blurred part of the batch minus that on its clean part.
-    gain = (jnp.sum(per_example * attacked) / jnp.maximum(attacked.sum(), 1.0)
-            - jnp.sum(per_example * (1 - attacked)) / jnp.maximum((1 - attacked).sum(), 1.0))
+    # Loss gain: mean loss on the blurred part of the global batch minus that on its clean part.
+    # A ratio, so it is formed from sums over all devices (per-device ratios, averaged, would
+    # depend on how the batch is split); every device then reports the same value.
+    gain = _loss_gain(per_example, attacked)
     step_metrics = AdversarialMetrics.single_from_model_output(
         loss=per_example,
         accuracy=(jnp.argmax(aux["logits"], -1) == labels).astype(jnp.float32),

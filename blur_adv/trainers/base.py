@@ -47,7 +47,8 @@ class EvalMetrics(metrics.Collection):
 @dataclasses.dataclass(frozen=True)
 class Trainer:
   """What the training loop needs from a trainer; all steps are per-device."""
-  init_state: Callable[[jax.Array, tuple[int, ...]], TrainState]  # (rng, image shape) -> state
+  # (rng, images) -> state; `images` is a sample of training images (data-dependent init).
+  init_state: Callable[[jax.Array, jax.Array], TrainState]
   train_step: Callable[..., tuple[TrainState, metrics.Collection]]  # (state, batch, rng)
   eval_step: Callable[..., metrics.Collection]  # (state, batch)
 

@@ -7,6 +7,7 @@ from jax import lax
 
 from blur_adv.defense import augmentation, front_end
 from blur_adv.defense import config as defense_config
+from blur_adv.models.test_time_augmentation import with_test_time_augmentation
 from blur_adv.parallel import DATA_AXIS
 from blur_adv.trainers.base import (TRAINERS, Trainer, TrainMetrics, TrainState,
                                     classifier_eval_step, sum_over_devices)
@@ -20,9 +21,10 @@ def standard_trainer(config, num_classes: int, total_steps: int, steps_per_epoch
   tx = front_end.create_optimizer(config, total_steps, steps_per_epoch)
   consistency_weight = defense_config.settings(config).consistency_weight
 
-  def init_state(rng, image_shape):
-    variables = model.init(rng, jnp.zeros((1,) + tuple(image_shape), jnp.float32), train=False)
-    return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+  def init_state(rng, images):
+    variables = model.init(rng, images, train=False)
+    apply_fn = with_test_time_augmentation(model.apply, config.get("tta", "none"))
+    return TrainState.create(apply_fn=apply_fn, params=variables["params"], tx=tx,
                              batch_stats=variables.get("batch_stats", {}))
 
   def train_step(state: TrainState, batch, rng):

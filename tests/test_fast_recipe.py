@@ -1,0 +1,135 @@
+"""The fast CIFAR-10 recipe's parts: patch whitening, test-time augmentation, the triangular
+schedule, faster biases, reflect-padded translations, and the config end to end."""
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from blur_adv import components, config_checks, data, optim  # pylint: disable=unused-import
+from blur_adv.models import test_time_augmentation as tta
+from blur_adv.models import whitened_net
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from configs import cifar10_fast  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _conv(x, filters):
+  return jax.lax.conv_general_dilated(x, filters, (1, 1), "VALID",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def test_whitening_filters_decorrelate_patches_to_unit_variance():
+  images = jax.random.uniform(jax.random.PRNGKey(0), (16, 12, 12, 3)) ** 2  # Correlated channels.
+  filters = whitened_net.patch_whitening_filters(images, eps=0.0)
+  assert filters.shape == (2, 2, 3, 24)
+  # The first half are the whitening basis, the second half their negations.
+  np.testing.assert_allclose(filters[..., 12:], -filters[..., :12])
+  features = _conv(images, filters[..., :12]).reshape(-1, 12)
+  second_moment = np.asarray(features.T @ features / features.shape[0])
+  np.testing.assert_allclose(second_moment, np.eye(12), atol=2e-3)
+
+
+def test_whitening_is_computed_from_init_images_and_never_trained():
+  model = whitened_net.WhitenedConvNet(num_classes=3, widths=(4, 8, 8))
+  images = jax.random.uniform(jax.random.PRNGKey(1), (8, 16, 16, 3))
+  variables = model.init(jax.random.PRNGKey(2), images)
+  expected = whitened_net.patch_whitening_filters((images - 0.5) / 0.25)
+  np.testing.assert_allclose(variables["batch_stats"]["whitening"], expected, rtol=1e-5)
+  assert "whitening" not in variables["params"]  # Not a parameter: the optimizer never sees it.
+  _, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
+  np.testing.assert_array_equal(updates["batch_stats"]["whitening"], expected)
+
+
+def _linear_apply(variables, x, train=False):
+  del train
+  return x.reshape(x.shape[0], -1) @ variables["w"]
+
+
+def test_tta_averages_the_views_and_attacks_differentiate_through_it():
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 5, 5, 1))
+  variables = {"w": jax.random.normal(jax.random.PRNGKey(1), (25, 3))}
+  apply = tta.with_test_time_augmentation(_linear_apply, "flip_translate")
+  f = lambda z: _linear_apply(variables, z)
+  shifted = [np.pad(np.asarray(x), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")[:, a:a + 5, a:a + 5]
+             for a in (0, 2)]  # Shifts by (+1, +1) and (-1, -1).
+  manual = 0.25 * f(x) + 0.25 * f(x[:, :, ::-1]) + 0.125 * sum(
+      f(s) + f(s[:, :, ::-1]) for s in shifted)
+  np.testing.assert_allclose(apply(variables, x), manual, atol=1e-5)
+  # Training sees the plain model; "none" is the plain function itself.
+  np.testing.assert_allclose(apply(variables, x, train=True), f(x))
+  assert tta.with_test_time_augmentation(_linear_apply, "none") is _linear_apply
+  # The gradient of the averaged logits is the average of the views' gradients, not the plain one.
+  grad = jax.grad(lambda z: apply(variables, z)[:, 0].sum())(x)
+  plain = jax.grad(lambda z: f(z)[:, 0].sum())(x)
+  assert not np.allclose(grad, plain)
+
+
+def test_translate_moves_content_with_reflection():
+  x = jnp.arange(25.0).reshape(1, 5, 5, 1)
+  moved = np.asarray(tta.translate(x, 1, 1))[0, :, :, 0]
+  np.testing.assert_array_equal(moved[1:, 1:], np.asarray(x)[0, :4, :4, 0])
+  np.testing.assert_array_equal(moved[0, 1:], np.asarray(x)[0, 1, :4, 0])  # Reflected row.
+
+
+def _schedule_config(**overrides):
+  config = ml_collections.ConfigDict(dict(
+      learning_rate=0.4, batch_size=256, warmup_epochs=2.0, lr_schedule="triangular",
+      bias_lr_scale=1.0, optimizer="sgd", momentum=0.0, weight_decay=0.0))
+  config.update(overrides)
+  return config
+
+
+def test_triangular_schedule_rises_to_the_peak_then_falls_to_its_end_fraction():
+  schedule = optim.learning_rate_schedule(_schedule_config(), total_steps=100, steps_per_epoch=10)
+  np.testing.assert_allclose(schedule(0), optim.TRIANGULAR_START * 0.4, rtol=1e-6)
+  np.testing.assert_allclose(schedule(20), 0.4, rtol=1e-6)  # Peak after warmup_epochs.
+  np.testing.assert_allclose(schedule(100), optim.TRIANGULAR_END * 0.4, rtol=1e-6)
+  np.testing.assert_allclose(schedule(60), 0.4 + (optim.TRIANGULAR_END * 0.4 - 0.4) * 0.5,
+                             rtol=1e-6)
+
+
+def test_bias_lr_scale_speeds_up_one_axis_parameters_only():
+  params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))}
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates = {}
+  for scale in (1.0, 8.0):
+    tx = optim.create_optimizer(_schedule_config(bias_lr_scale=scale, lr_schedule="cosine",
+                                                 warmup_epochs=0.0), 10, 10)
+    updates[scale], _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates[8.0]["kernel"], updates[1.0]["kernel"])
+  np.testing.assert_allclose(updates[8.0]["bias"], 8.0 * updates[1.0]["bias"])
+
+
+def test_schedule_and_tta_names_are_validated():
+  with pytest.raises(config_checks.ConfigError, match="config.lr_schedule='triangle'"):
+    optim.check_schedule(_schedule_config(lr_schedule="triangle"))
+  with pytest.raises(config_checks.ConfigError, match="config.bias_lr_scale"):
+    optim.check_schedule(_schedule_config(bias_lr_scale=0.0))
+  with pytest.raises(config_checks.ConfigError, match="config.tta='flips'"):
+    tta.check_config(ml_collections.ConfigDict({"tta": "flips"}))
+
+
+def test_flip_translate2_is_a_reflect_padded_shift_and_deterministic():
+  images = np.random.default_rng(0).integers(0, 255, (6, 8, 8, 3), dtype=np.uint8)
+  augment = data.AUGMENTATIONS["flip_translate2"]
+  out = augment(images, np.random.default_rng(1), slice(0, 6), 6)
+  again = augment(images, np.random.default_rng(1), slice(0, 6), 6)
+  np.testing.assert_array_equal(out, again)
+  padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
+  for i in range(6):
+    windows = [padded[i, y:y + 8, x:x + 8] for y in range(5) for x in range(5)]
+    assert any(np.array_equal(out[i], w) or np.array_equal(out[i], w[:, ::-1]) for w in windows)
+
+
+def test_fast_config_is_valid_and_its_gpu_variant_differs_only_in_scale():
+  config_checks.validate(cifar10_fast.get_config("tfds"), num_devices=1)
+  gpu = cifar10_fast.get_config("gpu,tfds")
+  config_checks.validate(gpu, num_devices=1)
+  assert gpu.batch_size == 1024 and gpu.model == "whitened_convnet"
+  with pytest.raises(ValueError, match="Unknown config argument"):
+    cifar10_fast.get_config("gpus")
