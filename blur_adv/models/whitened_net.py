@@ -65,14 +65,15 @@ class ConvGroup(nn.Module):
   features: int
   activation: str
   bn_axis_name: str | None
+  dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x, train: bool):
     # Scale-free BatchNorm with fast-moving running moments, as in the speedrun.
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.6,
-                             epsilon=1e-5, use_scale=False,
+                             epsilon=1e-5, use_scale=False, dtype=self.dtype,
                              axis_name=self.bn_axis_name if train else None)
-    conv = functools.partial(nn.Conv, self.features, (3, 3), use_bias=False,
+    conv = functools.partial(nn.Conv, self.features, (3, 3), use_bias=False, dtype=self.dtype,
                              kernel_init=_identity_on_first_channels)
     act = _ACTIVATIONS[self.activation]
     x = act(norm()(_max_pool_2x2(conv()(x))))
@@ -86,6 +87,7 @@ class WhitenedConvNet(nn.Module):
   activation: str = "relu"
   whitening_patch: int = 2
   logit_scale: float = 1 / 9
+  dtype: str = "float32"  # Compute dtype, e.g. "bfloat16" on GPU/TPU; parameters stay float32.
   bn_axis_name: str | None = None
 
   @nn.compact
@@ -99,9 +101,10 @@ class WhitenedConvNet(nn.Module):
         x, whitening.value, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     x = nn.gelu(x + self.param("whitening_bias", nn.initializers.zeros, (x.shape[-1],)))
     for features in self.widths:
-      x = ConvGroup(features, self.activation, self.bn_axis_name)(x, train)
+      x = ConvGroup(features, self.activation, self.bn_axis_name, self.dtype)(x, train)
     x = jnp.max(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, use_bias=False)(x) * self.logit_scale
+    logits = nn.Dense(self.num_classes, use_bias=False, dtype=self.dtype)(x)
+    return logits.astype(jnp.float32) * self.logit_scale
 
 
 MODELS.register("whitened_convnet")(WhitenedConvNet)
