@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import os
 import re
+import sys
 import threading
 from typing import Any, Iterator, Protocol
 
@@ -205,6 +206,16 @@ def _ensure_prepared(builder: Any, name: str, data_dir: str | None, wait: float 
         "--data_dir=DIR`) and set config.data_dir to DIR, "
         f"or use config.dataset='folder:PATH' for an ImageFolder copy, or "
         f"config.dataset='digits' for the bundled offline dataset.")
+
+
+def exit_unavailable(error: DatasetUnavailableError):
+  """Prints `error` on one line and ends the process with status 1 at once.
+
+  TFDS may have left non-daemon download threads retrying for minutes, and a normal exit waits
+  for them; nothing has been written when data fails to open, so nothing is lost.
+  """
+  print(f"Error: {error}", file=sys.stderr, flush=True)
+  os._exit(1)  # pylint: disable=protected-access
 
 
 def _tfds_source(name: str, split: str, image_size: int, data_dir: str | None) -> ArraySource:

@@ -45,11 +45,13 @@ def evaluate_checkpoint(config, workdir: str) -> dict[str, Any]:
 
 def main(argv):
   del argv
-  from blur_adv import config_checks  # pylint: disable=g-import-not-at-top
+  from blur_adv import config_checks, data  # pylint: disable=g-import-not-at-top
   try:
     evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
   except config_checks.ConfigError as e:
     sys.exit(f"Error: {e}")
+  except data.DatasetUnavailableError as e:
+    data.exit_unavailable(e)
 
 
 if __name__ == "__main__":

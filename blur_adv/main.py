@@ -77,8 +77,10 @@ def main(argv):
   try:
     # Validates the config first (seconds), then loads data and trains.
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (config_checks.ConfigError, data.DatasetUnavailableError) as e:
+  except config_checks.ConfigError as e:
     sys.exit(f"Error: {e}")
+  except data.DatasetUnavailableError as e:
+    data.exit_unavailable(e)
   _print_result(FLAGS.workdir)
 
 

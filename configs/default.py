@@ -20,7 +20,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # Data: float32 NHWC images in [0, 1].
   config.dataset = "digits"  # 'digits' | 'folder:PATH' | a TFDS name.
-  config.data_dir = None  # TFDS data_dir.
+  config.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS data_dir.
   config.train_split = "train"
   config.eval_split = "test"
   config.image_size = 32
