@@ -1,6 +1,10 @@
 """Images/s of `blur_adv.blur.blur` against PyTorch grouped conv2d and a naive `vmap(lax.conv)`.
 
 Run: `python benchmarks/blur_bench.py` (needs the `bench` extra: `pip install torch==2.13.0`).
+On a GPU/TPU (or to check `auto`'s pure-JAX rule anywhere), `python benchmarks/blur_bench.py
+--backend=gpu` (or tpu, cpu --strategies) times each pure-JAX strategy, forced, on every shape
+(direct = grouped `lax.conv`, fft, shift, separable), including separable blur followed by a
+reduction, and prints what `auto` picks next to the fastest.
 
 What is timed, identically for every implementation, on per-example kernels (one per image):
   forward:          out = blur(x, K) with reflect padding, x (B, H, W, 3) float32.
@@ -256,10 +260,77 @@ def native_status():
           f"(not part of 'first call')")
 
 
+PURE_JAX = ("direct", "fft", "shift", "separable")
+
+
+def _sum_after(method):
+  """Blur then a reduction (sum of squares), jitted: the consumer where XLA:CPU once fused the
+  separable column pass and recomputed the row pass per tap (see blur_strategies._blocks)."""
+  return jax.jit(lambda x, kernels: jnp.sum(blur_lib.blur(x, kernels, method=method) ** 2))
+
+
+def bench_strategies(batch, size, k, rounds):
+  """images/s of each pure-JAX strategy (forced), forward and forward+gradient, on general and
+  on separable kernels, plus blur -> sum; and what `auto` picks for the shape."""
+  x, w, general, separable = _inputs(batch, size, k)
+  xj, wj, kj = jnp.asarray(x), jnp.asarray(w), jnp.asarray(general)
+  timer = Timer()
+  for method in PURE_JAX:
+    forward, value_and_grad = _jax_impls(method)
+    timer.add(f"{method} fwd", forward, xj, kj)
+    timer.add(f"{method} f+g", value_and_grad, kj, xj, wj)
+    timer.add(f"{method} sep fwd", forward, xj, separable)
+    timer.add(f"{method} sep->sum", _sum_after(method), xj, separable)
+  timer.run(rounds)
+  def pick(separable_kernels):
+    auto = blur_lib.choose_method(x.shape, general.shape, separable_kernels)
+    pure = blur_lib._pure_jax_method(general.shape, separable_kernels)  # pylint: disable=protected-access
+    return auto if auto == pure else f"{auto} (pure JAX: {pure})"
+
+  row = {"shape": f"{batch} x {size}x{size}, k={k}", "auto": pick(False), "auto sep": pick(True)}
+  row.update({name: timer.per_second(name, batch) for name in timer.calls})
+  return row
+
+
+def print_strategies(rows):
+  kinds = ("fwd", "f+g", "sep fwd", "sep->sum")
+  head = "| shape | auto (dense / separable) | " + " | ".join(
+      f"{method} {kind}" for kind in kinds for method in PURE_JAX) + " |"
+  print(head)
+  print("|" + "---|" * (head.count("|") - 1))
+  for row in rows:
+    cells = [row["shape"], f"{row['auto']} / {row['auto sep']}"]
+    for kind in kinds:
+      best = max(row[f"{m} {kind}"] for m in PURE_JAX)
+      cells += [f"{row[f'{m} {kind}']:,.0f}" + ("*" if row[f"{m} {kind}"] == best else "")
+                for m in PURE_JAX]
+    print("| " + " | ".join(cells) + " |")
+  print("images/s; * = fastest strategy in its group. 'auto' should name the starred strategy "
+        "of its group (dense: fwd and f+g; separable: sep fwd and sep->sum) on this backend.")
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--rounds", type=int, default=7, help="timed samples per cell (best)")
+  parser.add_argument("--backend", default=None,
+                      help="cpu, gpu or tpu (JAX's default if unset); off CPU this implies "
+                           "--strategies")
+  parser.add_argument("--strategies", action="store_true",
+                      help="time the pure-JAX strategies against each other (no torch needed) "
+                           "instead of blur_adv against its peers")
+  parser.add_argument("--shapes", default=None,
+                      help="B,size,k triples separated by ';' (default: SHAPES), e.g. "
+                           "'64,32,31;64,32,9' for a quick CPU check")
   args = parser.parse_args()
+  shapes = SHAPES if args.shapes is None else [
+      tuple(int(v) for v in triple.split(",")) for triple in args.shapes.split(";")]
+  if args.backend:
+    jax.config.update("jax_platforms", args.backend)
+  if args.strategies or jax.default_backend() != "cpu":
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.devices()[0].device_kind});"
+          f" best of {args.rounds} samples of >= {MIN_SAMPLE_S} s each")
+    print_strategies([bench_strategies(b, s, k, args.rounds) for b, s, k in shapes])
+    return
   import torch  # benchmark-only dependency (the `bench` extra)
   torch.set_num_threads(TORCH_THREADS)
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} with "
@@ -269,7 +340,7 @@ def main():
         f"ratio = blur_adv / best peer")
   print(native_status())
   rows = []
-  for batch, size, k in SHAPES:
+  for batch, size, k in shapes:
     rows.append(bench_shape(batch, size, k, torch, args.rounds))
   print_table(rows)
   print_bars(rows)

@@ -11,6 +11,17 @@ Kernels of a separable family (Gaussian, box, axis-aligned anisotropic Gaussian)
 Several strategies compute the same result (see `blur_strategies`); `method="auto"` picks one from
 the shapes, and a user can force any strategy by name (e.g. to compare them, or on a GPU/TPU where
 "direct" may be faster); every strategy accepts dense and `Separable` kernels.
+
+`auto` per backend, and why:
+  CPU (float32, k <= 31, C++ compiler present): "native", the C++ loops; they beat every pure-JAX
+    strategy at every measured shape (see `choose_method`).
+  GPU, TPU, and CPU without the loops: the pure-JAX rule below (`_pure_jax_method`): `Separable`
+    -> "separable"; dense k <= 7 -> "shift"; dense k >= 9 -> "fft". It was measured on XLA:CPU
+    only. Its reasoning carries to GPUs (fused elementwise passes are memory-bound and cheap,
+    cuFFT is fast) but is a guess for TPUs, where FFTs are slow and convolutions native, so
+    "direct" (grouped `lax.conv`) may beat "fft" for dense k >= 9. Check it on the hardware with
+    `python benchmarks/blur_bench.py --backend=gpu` (or tpu): it times every strategy on every
+    shape, separable blur followed by a reduction included, next to what `auto` picks.
 """
 
 import jax

@@ -171,11 +171,17 @@ def _factors(kernels):
 # CPU cores at benchmarks/blur_bench.py's shapes). So the column pass is computed in `_blocks`
 # blocks of output rows, which reads the row pass through more than 15 slices, and XLA
 # materializes the row pass once instead. Any number of blocks gives the same result.
+# At least 2 blocks, also for k > 15: a single block is a plain sum of k slices, which XLA:CPU
+# fused into a consumer that reduces (a loss, SSIM's sums), recomputing the row pass for every
+# column tap: blur then sum of squares took 153 ms instead of 2.9 ms at k = 31 (B=64 32x32x3,
+# 2 cores; benchmarks/blur_bench.py's "separable -> sum" row). The concatenation of blocks is not
+# fused into the reduction. (`lax.optimization_barrier` does not help: XLA:CPU drops barriers
+# before fusion.)
 _MAX_FUSED_DUPLICATES = 15
 
 
 def _blocks(length, size):
-  count = min(length, _MAX_FUSED_DUPLICATES // size + 1)
+  count = min(length, max(2, _MAX_FUSED_DUPLICATES // size + 1))
   edges = np.linspace(0, length, count + 1).astype(int)
   return list(zip(edges[:-1], edges[1:]))
 
