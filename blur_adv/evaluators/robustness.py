@@ -138,28 +138,39 @@ def _corruption_errors(errors, clean_error, baseline_eval, table):
   return out
 
 
-@register("worst_case", section="robustness", write_artifacts=write_artifacts)
-def worst_case(rob, inputs: Inputs):
-  """Worst-case accuracy per family and over all families, at every budget."""
-  images, labels = examples(rob, inputs)
-  logits_fn = inputs.predict
-  key = jax.random.PRNGKey(inputs.config.seed + 1)
+def worst_case_accuracies(logits_fn, images, labels, rob, key, **speed):
+  """`{"<budget>/<family or all or clean>": accuracy}` at every budget of `rob`.
+
+  `speed`: `batch_size`, `one_program`, `ssim_fn` of `attacks.attack_families` (the results do
+  not depend on them beyond float rounding; benchmarks/eval_bench.py compares them).
+  """
   out = {}
   for budget in rob.budgets:
     accuracy = attacks.worst_case_accuracy(logits_fn, images, labels, budget, key,
-                                           families=tuple(rob.families), **_attack_kwargs(rob))
+                                           families=tuple(rob.families), **_attack_kwargs(rob),
+                                           **speed)
     out.update({f"{budget:g}/{family}": value for family, value in accuracy.items()})
   return out
 
 
-def minimal_flip_budgets(logits_fn, images, labels, rob, key):
-  """Per-example minimal flip budget over all families `(N,)`, and each family's `{f: (N,)}`."""
-  by_family = {}
-  for index, family in enumerate(rob.families):
-    result = attacks.minimal_flip_budget(
-        logits_fn, images, labels, jax.random.fold_in(key, index), family=family,
-        search_steps=rob.flip_search_steps, **_attack_kwargs(rob))
-    by_family[family] = np.asarray(result.budget)
+@register("worst_case", section="robustness", write_artifacts=write_artifacts)
+def worst_case(rob, inputs: Inputs):
+  """Worst-case accuracy per family and over all families, at every budget."""
+  images, labels = examples(rob, inputs)
+  return worst_case_accuracies(inputs.predict, images, labels, rob,
+                               jax.random.PRNGKey(inputs.config.seed + 1),
+                               batch_size=inputs.config.eval_batch_size)
+
+
+def minimal_flip_budgets(logits_fn, images, labels, rob, key, **speed):
+  """Per-example minimal flip budget over all families `(N,)`, and each family's `{f: (N,)}`.
+
+  `speed` as in `worst_case_accuracies`.
+  """
+  results = attacks.minimal_flip_families(
+      logits_fn, images, labels, key, families=tuple(rob.families),
+      search_steps=rob.flip_search_steps, **_attack_kwargs(rob), **speed)
+  by_family = {family: result.budget for family, result in results.items()}
   return np.min(np.stack(list(by_family.values())), axis=0), by_family
 
 
@@ -168,7 +179,8 @@ def minimal_flip(rob, inputs: Inputs):
   """Distribution of the minimal blur (SSIM budget) that flips each example's prediction."""
   images, labels = examples(rob, inputs)
   overall, _ = minimal_flip_budgets(inputs.predict, images, labels, rob,
-                                    jax.random.PRNGKey(inputs.config.seed + 2))
+                                    jax.random.PRNGKey(inputs.config.seed + 2),
+                                    batch_size=inputs.config.eval_batch_size)
   accuracies, area = attacks.accuracy_vs_budget(overall, CURVE_BUDGETS)
   # Never-flipped examples sit at +inf, so quantiles may be inf: that is the honest answer.
   q1, median, q3 = np.quantile(overall, [0.25, 0.5, 0.75], method="inverted_cdf")
@@ -183,18 +195,17 @@ def write_adversarial_examples(path, logits_fn, images, labels, budget, rob, key
   """Saves clean/adversarial pairs of the strongest family per example, for re-checking."""
   images, labels = images[:count], labels[:count]
   best = None
-  for index, family in enumerate(rob.families):
-    result = attacks.attack(logits_fn, images, labels, budget, jax.random.fold_in(key, index),
-                            family=family, **_attack_kwargs(rob))
-    loss = np.asarray(result.loss)
+  results = attacks.attack_families(logits_fn, images, labels, budget, key,
+                                    families=tuple(rob.families), **_attack_kwargs(rob))
+  for family, result in results.items():
     if best is None:
-      best = {k: np.asarray(v) for k, v in result._asdict().items()}
+      best = dict(result._asdict())
       best["family"] = np.full(len(labels), family)
       continue
-    better = loss > best["loss"]
+    better = result.loss > best["loss"]
     for k, v in result._asdict().items():
       mask = better.reshape((-1,) + (1,) * (np.ndim(v) - 1))
-      best[k] = np.where(mask, np.asarray(v), best[k])
+      best[k] = np.where(mask, v, best[k])
     best["family"] = np.where(better, family, best["family"])
   # Blurring with a normalized non-negative kernel stays in [0, 1] up to rounding; clip that
   # rounding away and measure SSIM on exactly what is saved.

@@ -58,19 +58,24 @@ def _check_pair(x, y, window):
                      "SSIM window")
 
 
-def _ssim_terms(x, y, max_val, window, sigma):
-  """Per-channel mean SSIM and mean contrast-structure term, each `(B, C)`."""
-  filt = lambda z: _gaussian_filter_valid(z, window, sigma)
+def _ssim_from_moments(mu_x, mu_y, var_x, var_y, cov, max_val):
+  """Per-channel mean SSIM and mean contrast-structure term, each `(B, C)`, from local moments."""
   c1 = (SSIM_K1 * max_val) ** 2
   c2 = (SSIM_K2 * max_val) ** 2
-  mu_x, mu_y = filt(x), filt(y)
-  var_x = filt(x * x) - mu_x**2
-  var_y = filt(y * y) - mu_y**2
-  cov = filt(x * y) - mu_x * mu_y
   luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
   contrast_structure = (2 * cov + c2) / (var_x + var_y + c2)
   return (jnp.mean(luminance * contrast_structure, axis=(1, 2)),
           jnp.mean(contrast_structure, axis=(1, 2)))
+
+
+def _ssim_terms(x, y, max_val, window, sigma):
+  """Per-channel mean SSIM and mean contrast-structure term, each `(B, C)`."""
+  filt = lambda z: _gaussian_filter_valid(z, window, sigma)
+  mu_x, mu_y = filt(x), filt(y)
+  var_x = filt(x * x) - mu_x**2
+  var_y = filt(y * y) - mu_y**2
+  cov = filt(x * y) - mu_x * mu_y
+  return _ssim_from_moments(mu_x, mu_y, var_x, var_y, cov, max_val)
 
 
 def ssim(x, y, max_val=1.0, window=SSIM_WINDOW, sigma=SSIM_SIGMA):
@@ -84,6 +89,34 @@ def ssim(x, y, max_val=1.0, window=SSIM_WINDOW, sigma=SSIM_SIGMA):
   _check_pair(x, y, window)
   per_channel, _ = _ssim_terms(x, y, max_val, window, sigma)
   return jnp.mean(per_channel, axis=-1)
+
+
+def ssim_along_blend(x, d, max_val=1.0, window=SSIM_WINDOW, sigma=SSIM_SIGMA):
+  """`alpha -> ssim(x, x + alpha d)` for `(B,)` alphas, with all the filtering done up front.
+
+  Every local moment SSIM needs is a polynomial in alpha: with y = x + alpha d,
+  mu_y = mu_x + alpha mu_d, var_y = var_x + 2 alpha cov_xd + alpha^2 var_d and
+  cov_xy = var_x + alpha cov_xd. So five filtered maps serve any number of alphas, and each
+  evaluation is elementwise (this is what makes the budget bisection cheap). Agrees with `ssim`
+  to float32 rounding (~1e-6).
+  """
+  x, d = jnp.asarray(x), jnp.asarray(d)
+  _check_pair(x, d, window)
+  filt = lambda z: _gaussian_filter_valid(z, window, sigma)
+  mu_x, mu_d = filt(x), filt(d)
+  # Centred second moments: subtracting the means once here, not per alpha.
+  var_x = filt(x * x) - mu_x**2
+  cov_xd = filt(x * d) - mu_x * mu_d
+  var_d = filt(d * d) - mu_d**2
+
+  def at(alpha):
+    a = jnp.asarray(alpha, x.dtype).reshape((-1, 1, 1, 1))
+    cov = var_x + a * cov_xd
+    var_y = cov + a * (cov_xd + a * var_d)
+    per_channel, _ = _ssim_from_moments(mu_x, mu_x + a * mu_d, var_x, var_y, cov, max_val)
+    return jnp.mean(per_channel, axis=-1)
+
+  return at
 
 
 def _halve(images):
