@@ -46,17 +46,19 @@ def accuracy_vs_budget(results, path):
                  if k.startswith("accuracy_at/"))
   if not worst and not curve:
     return None
-  figure, axis = plt.subplots(figsize=(5, 3.6))
+  figure, axis = plt.subplots(figsize=(7.5, 3.6))
   for family, points in sorted(worst.items()):
     points.sort()
-    axis.plot(*zip(*points), marker="o", label=f"worst case: {family}",
+    axis.plot(*zip(*points), marker="o",
+              label="clean (no blur)" if family == "clean" else f"worst case: {family}",
               linewidth=2.5 if family == "all" else 1)
   if curve:
     axis.plot(*zip(*curve), color="black", linestyle="--",
               label=f"minimal flip, all families (area {flips.get('curve_area', 0):.3f})")
   axis.set_xscale("symlog", linthresh=0.01)
   axis.set(xlabel="SSIM budget (1 - SSIM allowed)", ylabel="accuracy", ylim=(0, 1), xlim=(0, 1))
-  axis.legend(fontsize=6)
+  # Beside the axes: inside, up to nine entries cover the curves wherever they are put.
+  axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
   return _save(figure, path)
 
 
