@@ -2,11 +2,21 @@
 
 Multi-device and multi-process cases run in subprocesses: XLA's device count
 is fixed when JAX starts, and pytest-xdist workers may have started it already.
+
+Compilation dominates the suite (a `:runlocal` training is ~2/3 XLA compiles), and many tests
+compile the same programs in different processes: both xdist workers, and the `blur_adv.main`
+/ sweep subprocesses. So one session shares one JAX persistent compilation cache, a fresh
+temporary directory made by the controlling process (workers and subprocesses inherit it through
+the environment) and removed at the end: every run starts cold, nothing outlives the session.
+`BLUR_ADV_TEST_JAX_CACHE=DIR` keeps the cache in DIR instead (kept afterwards: repeated local
+runs start warm); `BLUR_ADV_TEST_JAX_CACHE=off` disables it.
 """
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -15,8 +25,65 @@ if REPO not in sys.path:
   sys.path.insert(0, REPO)  # So tests can import `configs.*` like the CLI does.
 
 
+_CACHE_ENV = "BLUR_ADV_TEST_JAX_CACHE"
+_made_cache_dir = None
+
+
+def _use_compilation_cache(directory):
+  """Points this process's JAX (and, through os.environ, every child process) at `directory`."""
+  settings = {
+      "JAX_COMPILATION_CACHE_DIR": directory,
+      # Programs, not the thousands of op-by-op dispatches of eager code: storing those costs
+      # more than compiling them again.
+      "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.3",
+      "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+      # No size limit: with one, JAX scans the whole directory on every write. (Without its lock
+      # a reader may meet an entry still being written; JAX then warns and compiles.)
+      "JAX_COMPILATION_CACHE_MAX_SIZE": "-1",
+  }
+  os.environ.update(settings)
+  if "jax" in sys.modules:  # Imported before this conftest: the environment was read already.
+    import jax  # pylint: disable=g-import-not-at-top
+    for name, value in settings.items():
+      parsed = value if name.endswith("DIR") else float(value) if "." in value else int(value)
+      jax.config.update(name.lower(), parsed)
+
+
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: a test that takes more than ~30 s on 2 CPU cores.")
+  global _made_cache_dir
+  directory = os.environ.get(_CACHE_ENV)
+  if directory == "off":
+    return
+  if not directory:  # The controller (or a run without xdist): a fresh cache for this session.
+    directory = _made_cache_dir = tempfile.mkdtemp(prefix="blur_adv_jax_cache_")
+    os.environ[_CACHE_ENV] = directory  # xdist workers, started later, inherit it.
+  os.makedirs(directory, exist_ok=True)
+  _use_compilation_cache(directory)
+
+
+def pytest_collection_modifyitems(config, items):
+  """Runs the `slow` tests first, so that pytest-xdist starts them on both workers at once
+  instead of leaving one of them to finish a long test alone at the end. Tests using a module-
+  or session-scoped fixture keep their place (moving them would set the fixture up twice)."""
+  del config
+
+  def movable(item):
+    if item.get_closest_marker("slow") is None:
+      return False
+    defs = getattr(item, "_fixtureinfo", None)
+    defs = defs.name2fixturedefs.values() if defs else ()
+    return all(d[-1].scope == "function" for d in defs if d)
+
+  first = [item for item in items if movable(item)]
+  rest = [item for item in items if not movable(item)]
+  items[:] = first + rest
+
+
+def pytest_unconfigure(config):
+  del config
+  if _made_cache_dir:
+    shutil.rmtree(_made_cache_dir, ignore_errors=True)
 
 
 def subprocess_env(num_devices: int | None = None) -> dict:

@@ -31,23 +31,26 @@ def _images(batch=6, size=16, seed=0):
 
 def test_random_blur_uses_each_examples_own_kernel_and_probability():
   d = defense.default_settings()
+  # Jitted (as in training): one compilation per batch shape instead of op-by-op dispatch.
+  random_blur = jax.jit(lambda keys, images, p: defense.random_blur(d, keys, images, p))
+  first_kernel = jax.jit(lambda key: augment.random_kernels(jax.random.fold_in(key, 0), 1, 7,
+                                                            d.augment_families)[0])
   images = _images()
   keys = jax.random.split(jax.random.PRNGKey(1), len(images))
-  out = np.asarray(defense.random_blur(d, keys, images, 1.0))
+  out = np.asarray(random_blur(keys, images, 1.0))
   for i, key in enumerate(keys):
-    kernel = np.asarray(augment.random_kernels(jax.random.fold_in(key, 0), 1, 7,
-                                               d.augment_families)[0])
+    kernel = np.asarray(first_kernel(key))
     expected = np.stack([scipy.ndimage.convolve(np.asarray(images[i, ..., c]), kernel[::-1, ::-1],
                                                 mode="mirror") for c in range(3)], -1)
     np.testing.assert_allclose(out[i], expected, atol=2e-5)
   # Example i's result depends on its key only, not on the rest of the batch (device count).
-  alone = defense.random_blur(d, keys[2:3], images[2:3], 0.5)
-  np.testing.assert_allclose(defense.random_blur(d, keys, images, 0.5)[2], alone[0], atol=1e-6)
-  np.testing.assert_array_equal(defense.random_blur(d, keys, images, 0.0), images)
+  alone = random_blur(keys[2:3], images[2:3], 0.5)
+  np.testing.assert_allclose(random_blur(keys, images, 0.5)[2], alone[0], atol=1e-6)
+  np.testing.assert_array_equal(random_blur(keys, images, 0.0), images)
   # Probability p blurs about a share p of the examples.
   many = _images(batch=400, size=8)
   keys = jax.random.split(jax.random.PRNGKey(2), len(many))
-  changed = np.abs(np.asarray(defense.random_blur(d, keys, many, 0.3) - many)).max((1, 2, 3)) > 0
+  changed = np.abs(np.asarray(random_blur(keys, many, 0.3) - many)).max((1, 2, 3)) > 0
   assert 0.22 < changed.mean() < 0.38
 
 
@@ -56,14 +59,16 @@ def test_front_end_model_is_the_classifier_after_deblurring():
   config.defense.front_end_options = {"nsr": 0.05}
   model = defense.create_model(config, 10)
   images = _images(batch=2, size=32)
-  variables = model.init(jax.random.PRNGKey(0), images)
+  # Jitted (as in training and attacks): one compilation each instead of op-by-op dispatch.
+  variables = jax.jit(model.init)(jax.random.PRNGKey(0), images)
   classifier = models.create_model(config.model, 10, **config.model_kwargs)
-  expected = classifier.apply({"params": variables["params"]["classifier"],
-                               "batch_stats": variables["batch_stats"]["classifier"]},
-                              deblur.blind_wiener(images, nsr=0.05))
-  np.testing.assert_allclose(model.apply(variables, images), expected, rtol=1e-5, atol=1e-5)
+  expected = jax.jit(lambda v, x: classifier.apply(
+      {"params": v["params"]["classifier"], "batch_stats": v["batch_stats"]["classifier"]},
+      deblur.blind_wiener(x, nsr=0.05)))(variables, images)
+  np.testing.assert_allclose(jax.jit(model.apply)(variables, images), expected, rtol=1e-5,
+                             atol=1e-5)
   # Attacks differentiate through the front-end: gradients w.r.t. the input are finite.
-  grad = jax.grad(lambda x: model.apply(variables, x).sum())(images)
+  grad = jax.jit(jax.grad(lambda x: model.apply(variables, x).sum()))(images)
   assert np.isfinite(np.asarray(grad)).all() and np.abs(np.asarray(grad)).max() > 0
 
 

@@ -118,7 +118,7 @@ def test_nan_loss_stops_at_its_step_without_checkpointing_it(tiny_config, tmp_pa
   assert os.listdir(tmp_path / "checkpoints") == ["2"]
 
 
-def _wait_for_checkpoint(workdir, process, timeout=120):
+def _wait_for_checkpoint(workdir, process, timeout=300):
   """Blocks until a finished checkpoint exists; returns its steps."""
   ckpt_dir = os.path.join(workdir, "checkpoints")
   deadline = time.time() + timeout
@@ -136,6 +136,7 @@ LONG_RUN = ["--config=configs/default.py:runlocal", "--config.num_train_steps=20
             "--config.eval_every_steps=200"]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
   proc = start_python(["-m", "blur_adv.main", f"--workdir={tmp_path}"] + LONG_RUN,
                       log_path=tmp_path / "log.txt")

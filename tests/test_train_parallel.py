@@ -38,6 +38,7 @@ METRICS = ("eval/clean/accuracy", "eval/clean/loss", "train/loss", "train/accura
            "train/grad_norm")
 
 
+@pytest.mark.slow
 def test_pmap_and_shard_map_on_8_devices_match_one_device(tmp_path):
   result = run_python(["-c", EQUIVALENCE_SCRIPT, str(tmp_path)], num_devices=8, timeout=400)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -49,6 +50,7 @@ def test_pmap_and_shard_map_on_8_devices_match_one_device(tmp_path):
       assert results[name][key] == pytest.approx(single[key], abs=1e-4), (name, key)
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
   args = ["-m", "blur_adv.main", "--config=configs/default.py:runlocal",
           "--config.defense.augment_probability=0.5"]
