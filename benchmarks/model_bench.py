@@ -150,7 +150,7 @@ def torch_runner(torch, net, batch_size: int):
   return run
 
 
-def best_rate(run, batch_size, steps, rounds, results):
+def time_round(run, batch_size, steps, results):
   """Appends this round's images/s to `results` (the caller interleaves implementations)."""
   start = time.perf_counter()
   run(steps)
@@ -194,7 +194,7 @@ def main():
         run(1)  # Compile / warm up.
       for _ in range(args.rounds):
         for key, run in runners.items():
-          best_rate(run, batch_size, args.steps, args.rounds, rates[key])
+          time_round(run, batch_size, args.steps, rates[key])
       jax_rate = max(rates["jax"])
       gflops = jax_rate * flops_per_image / 1e9
       torch_rate = max(rates["torch"]) if "torch" in rates else float("nan")
