@@ -4,6 +4,7 @@
   python experiments/sweep.py --sweep=defense --config=configs/cifar10.py:folder --out=... --launch=print
   python experiments/sweep.py --sweep=adversary --config=configs/default.py:runlocal --out=...
   python experiments/sweep.py --sweep=defense --only=standard,augmentation ...  # a subset
+  python experiments/sweep.py --sweep=budget --evaluators=clean,worst_case ...  # fewer evaluators
 
 Each run is `python -m blur_adv.main` then `python -m blur_adv.evaluate` with the sweep's config
 overrides, in its own workdir `OUT/<run name>`; finished runs (an eval.json present) are skipped,
@@ -69,12 +70,13 @@ def _flag(field, value):
 EVALUATORS = ("clean", "corruptions", "worst_case", "minimal_flip")
 
 
-def run_commands(config, workdir, overrides, extra=()):
+def run_commands(config, workdir, overrides, extra=(), evaluators=EVALUATORS):
   """The train and evaluate command lines of one run."""
   flags_ = [_flag(k, v) for k, v in overrides.items()] + [f"--config.{e}" for e in extra]
   common = [f"--config={config}", f"--workdir={workdir}"] + flags_
   return ([sys.executable, "-m", "blur_adv.main"] + common,
-          [sys.executable, "-m", "blur_adv.evaluate"] + common + [_flag("evaluators", EVALUATORS)])
+          [sys.executable, "-m", "blur_adv.evaluate"] + common
+          + [_flag("evaluators", tuple(evaluators))])
 
 
 def load_config(config_arg, overrides, extra=()):
@@ -106,12 +108,12 @@ def load_config(config_arg, overrides, extra=()):
   return config
 
 
-def run_inline(config_arg, workdir, overrides, extra=()):
+def run_inline(config_arg, workdir, overrides, extra=(), evaluators=EVALUATORS):
   """Trains then evaluates one run in this process, like the two commands of `run_commands`."""
   from blur_adv import evaluate, train  # pylint: disable=g-import-not-at-top
   config = load_config(config_arg, overrides, extra)
   train.train_and_evaluate(config, workdir)
-  config.evaluators = EVALUATORS
+  config.evaluators = tuple(evaluators)
   evaluate.evaluate_checkpoint(config, workdir)
 
 
@@ -197,7 +199,7 @@ def main(argv):
   os.makedirs(FLAGS.out, exist_ok=True)
   for name, overrides in runs:
     workdir = os.path.join(FLAGS.out, name)
-    commands = run_commands(FLAGS.config, workdir, overrides, FLAGS.override)
+    commands = run_commands(FLAGS.config, workdir, overrides, FLAGS.override, FLAGS.evaluators)
     if FLAGS.launch == "print":
       print(" && ".join(shlex.join(c) for c in commands))
     elif os.path.exists(os.path.join(workdir, "eval.json")) or FLAGS.launch == "collect":
@@ -208,7 +210,7 @@ def main(argv):
         subprocess.run(command, check=True)
     else:
       print("+ inline", name, overrides, flush=True)
-      run_inline(FLAGS.config, workdir, overrides, FLAGS.override)
+      run_inline(FLAGS.config, workdir, overrides, FLAGS.override, FLAGS.evaluators)
   if FLAGS.launch == "print":
     return
   rows = collect(FLAGS.out, all_runs)  # Every finished run of the sweep, not only this subset.
@@ -227,6 +229,8 @@ def _define_flags():
                     "print the commands, or only collect.")
   flags.DEFINE_list("only", None, "Run names of the sweep to keep (default: all).")
   flags.DEFINE_multi_string("override", [], "Extra `field=value` for every run.")
+  flags.DEFINE_list("evaluators", list(EVALUATORS),
+                    "Final evaluators of every run (default: all four; a subset is cheaper).")
 
 
 if __name__ == "__main__":

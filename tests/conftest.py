@@ -49,9 +49,16 @@ def _use_compilation_cache(directory):
       jax.config.update(name.lower(), parsed)
 
 
+_SHARED_ENV = "BLUR_ADV_TEST_SHARED_DIR"
+_made_shared_dir = None
+
+
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: a test that takes more than ~30 s on 2 CPU cores.")
-  global _made_cache_dir
+  global _made_cache_dir, _made_shared_dir
+  if not os.environ.get(_SHARED_ENV):  # The controller: one directory for this session's workers.
+    _made_shared_dir = tempfile.mkdtemp(prefix="blur_adv_test_shared_")
+    os.environ[_SHARED_ENV] = _made_shared_dir
   directory = os.environ.get(_CACHE_ENV)
   if directory == "off":
     return
@@ -82,8 +89,29 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_unconfigure(config):
   del config
-  if _made_cache_dir:
-    shutil.rmtree(_made_cache_dir, ignore_errors=True)
+  for directory in (_made_cache_dir, _made_shared_dir):
+    if directory:
+      shutil.rmtree(directory, ignore_errors=True)
+
+
+def computed_once(name: str, compute):
+  """`compute()`'s JSON result, computed by one process of the session and read by the others.
+
+  A module-scoped fixture runs once per pytest-xdist worker that runs one of its tests; for an
+  expensive one (a multi-device training) the second worker waits for the first's result instead.
+  """
+  import fcntl  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  path = os.path.join(os.environ[_SHARED_ENV], name + ".json")
+  with open(path + ".lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # Held while computing: the other worker waits here.
+    if not os.path.exists(path):
+      result = compute()
+      with open(path + ".tmp", "w") as f:
+        json.dump(result, f)
+      os.replace(path + ".tmp", path)
+    with open(path) as f:
+      return json.load(f)
 
 
 def subprocess_env(num_devices: int | None = None) -> dict:

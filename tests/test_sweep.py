@@ -24,11 +24,13 @@ TINY = ("num_train_steps=2", "eval_split=test[:32]", "checkpoint_every_steps=2",
         "defense.unet_pretrain_examples=32")
 
 
-def _run_sweep(name, out, launch="inline", only=None):
+def _run_sweep(name, out, launch="inline", only=None, evaluators=None):
   args = ["experiments/sweep.py", f"--sweep={name}", "--config=configs/default.py:runlocal",
           f"--out={out}", f"--launch={launch}"] + [f"--override={o}" for o in TINY]
   if only:
     args.append(f"--only={only}")
+  if evaluators:
+    args.append(f"--evaluators={evaluators}")
   return run_python(args, timeout=900)
 
 
@@ -73,13 +75,15 @@ def test_defense_sweep_runs_every_defense_end_to_end(tmp_path):
                                           ("adversary", "local"), ("inner_steps", "inline")])
 def test_other_sweeps_run_end_to_end(name, launch, tmp_path):
   """One setting each (their runs differ only in override values, all checked above); two go
-  through the subprocess launcher, whose flags must parse a string and a tuple override."""
+  through the subprocess launcher, whose flags must parse a string and a tuple override. Only the
+  evaluators the test reads (the defense sweep above runs all four)."""
   first = sweep.SWEEPS[name][0][0]
-  result = _run_sweep(name, tmp_path, launch=launch, only=first)
+  result = _run_sweep(name, tmp_path, launch=launch, only=first, evaluators="clean,worst_case")
   assert result.returncode == 0, result.stderr[-3000:]
   rows = _read_rows(tmp_path)
   assert [r["run"] for r in rows] == [first]
   assert 0 <= float(rows[0]["worst_case/0.1/all"]) <= 1
+  assert not any(k.startswith(("corruptions/", "minimal_flip/")) for k in rows[0])  # --evaluators
   printed = _run_sweep(name, tmp_path / "print", launch="print")
   lines = printed.stdout.strip().splitlines()
   assert len(lines) == len(sweep.SWEEPS[name]) and all("blur_adv.evaluate" in l for l in lines)

@@ -136,6 +136,12 @@ def _rows_view(padded):
   return padded.reshape(batch, height_p, width_p * channels)
 
 
+# Up to this size `shift` unrolls all k*k multiply-adds (`auto` uses it for k <= 7). Larger kernels
+# reach it only when forced; they loop over kernel rows instead, so that compile time grows with k,
+# not k*k (k = 31 unrolled took XLA:CPU about 20 s to compile).
+SHIFT_UNROLLED_MAX_SIZE = 9
+
+
 def _shift_2d(padded, kernels):
   """k*k shifted multiply-adds; XLA fuses them (and the slicing) into one loop over the output."""
   kernels = dense(kernels)
@@ -144,10 +150,24 @@ def _shift_2d(padded, kernels):
   height, span = height_p - size + 1, (width_p - size + 1) * channels
   taps = _per_example(kernels, 2)[:, ::-1, ::-1, None, None]  # (B, k, k, 1, 1), flipped
   images = _rows_view(padded)
-  out = 0.0
-  for p in range(size):
+
+  def kernel_row(row_taps, rows):
+    """One kernel row: `row_taps` (B, k, 1, 1) times the k column shifts of `rows` (B, H, W*C)."""
+    out = 0.0
     for q in range(size):
-      out = out + taps[:, p, q] * images[:, p:p + height, q * channels:q * channels + span]
+      out = out + row_taps[:, q] * rows[:, :, q * channels:q * channels + span]
+    return out
+
+  if size <= SHIFT_UNROLLED_MAX_SIZE:
+    out = 0.0
+    for p in range(size):
+      out = out + kernel_row(taps[:, p], images[:, p:p + height])
+  else:
+    def add_row(p, out):
+      rows = lax.dynamic_slice_in_dim(images, p, height, axis=1)
+      return out + kernel_row(lax.dynamic_index_in_dim(taps, p, axis=1, keepdims=False), rows)
+    zeros = jnp.zeros((images.shape[0], height, span), jnp.result_type(images, taps))
+    out = lax.fori_loop(0, size, add_row, zeros)
   return out.reshape(batch, height, -1, channels)
 
 
