@@ -6,7 +6,6 @@ periodically, and on SIGTERM saves before returning.
 """
 from __future__ import annotations
 
-import os
 import signal
 import time
 from typing import Any
@@ -17,7 +16,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from blur_adv import experiment as experiment_lib
-from blur_adv import jsonio
+from blur_adv import jsonio, paths
 from blur_adv.defense import init as defense_init
 from blur_adv.evaluators import base as evaluators
 
@@ -71,7 +70,8 @@ def train_and_evaluate(config, workdir: str) -> Any:
   dp = exp.parallel
   is_chief = jax.process_index() == 0
   # TensorBoard events and log lines from process 0 only; other processes stay silent.
-  writer = (metric_writers.create_default_writer(workdir) if is_chief
+  # TensorBoard's writer takes local and gs:// paths alike.
+  writer = (metric_writers.create_default_writer(str(workdir)) if is_chief
             else metric_writers.MultiWriter([]))
   writer.write_hparams({k: v for k, v in config.items() if not hasattr(v, "items")})
 
@@ -140,7 +140,7 @@ def train_and_evaluate(config, workdir: str) -> Any:
     watcher.restore()
     writer.flush()
 
-  summary_path = os.path.join(workdir, "final_metrics.json")
+  summary_path = paths.resolve(workdir) / "final_metrics.json"
   summary["wall_time_s"] = time.time() - start_time
   if start_step >= exp.total_steps:  # Restarted after completion: re-evaluate only.
     summary.update({f"eval/{k}": v for k, v in evaluate(start_step).items()})

@@ -15,11 +15,11 @@ the same numbers (only process 0 writes them).
 """
 
 import json
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 from blur_adv import config_checks, data
 from blur_adv.evaluators.base import Inputs, register
@@ -51,7 +51,7 @@ def check_config(config):
   if rob.corruption_table is not None and rob.corruption_table not in corruptions.TABLES:
     raise config_checks.unknown_name("corruption table", field("corruption_table"),
                                      rob.corruption_table, corruptions.TABLES)
-  if rob.baseline_eval and not os.path.isfile(rob.baseline_eval):
+  if rob.baseline_eval and not epath.Path(rob.baseline_eval).is_file():
     config_checks.fail(field("baseline_eval"), rob.baseline_eval, "no such file.")
 
 
@@ -79,11 +79,12 @@ def write_artifacts(rob, inputs: Inputs, results, workdir):
   """adversarial_examples.npz (at `config.budget`) and every plot the results allow."""
   from blur_adv.evaluators import plots  # pylint: disable=g-import-not-at-top  (matplotlib)
   images, labels = examples(rob, inputs)
-  path = os.path.join(workdir, "adversarial_examples.npz")
-  write_adversarial_examples(path, inputs.predict, images, labels, inputs.config.budget, rob,
-                             jax.random.PRNGKey(inputs.config.seed + 3), rob.num_saved_examples)
-  with np.load(path) as saved:
-    return [path] + plots.write_all(results, dict(saved), workdir)
+  path = epath.Path(workdir) / "adversarial_examples.npz"
+  saved = adversarial_examples(inputs.predict, images, labels, inputs.config.budget, rob,
+                               jax.random.PRNGKey(inputs.config.seed + 3), rob.num_saved_examples)
+  with path.open("wb") as f:  # Through epath: local or gs://.
+    np.savez_compressed(f, **saved)
+  return [path] + plots.write_all(results, saved, workdir)
 
 
 @register("corruptions", section="robustness", write_artifacts=write_artifacts)
@@ -122,8 +123,7 @@ def corruption_accuracy(rob, inputs: Inputs):
 def _corruption_errors(errors, clean_error, baseline_eval, table):
   """CE and mCE entries: against a baseline eval.json, or AlexNet for the ImageNet tables."""
   if baseline_eval:
-    with open(baseline_eval) as f:
-      base = json.load(f)["corruptions"]
+    base = json.loads(epath.Path(baseline_eval).read_text())["corruptions"]
     baseline = {name: [1.0 - base[f"{name}/{s}"] for s in SEVERITIES] for name in errors}
     baseline_clean = 1.0 - base["clean_accuracy"]
   elif table == "imagenet":
@@ -191,8 +191,9 @@ def minimal_flip(rob, inputs: Inputs):
   return out
 
 
-def write_adversarial_examples(path, logits_fn, images, labels, budget, rob, key, count):
-  """Saves clean/adversarial pairs of the strongest family per example, for re-checking."""
+def adversarial_examples(logits_fn, images, labels, budget, rob, key, count):
+  """Clean/adversarial pairs of the strongest family per example, for re-checking: the arrays of
+  adversarial_examples.npz."""
   images, labels = images[:count], labels[:count]
   best = None
   results = attacks.attack_families(logits_fn, images, labels, budget, key,
@@ -210,10 +211,10 @@ def write_adversarial_examples(path, logits_fn, images, labels, budget, rob, key
   # Blurring with a normalized non-negative kernel stays in [0, 1] up to rounding; clip that
   # rounding away and measure SSIM on exactly what is saved.
   adversarial = np.clip(best["images"], 0.0, 1.0)
-  np.savez_compressed(
-      path, clean=images, adversarial=adversarial, kernels=best["kernels"], labels=labels,
+  return dict(
+      clean=np.asarray(images), adversarial=np.asarray(adversarial),
+      kernels=np.asarray(best["kernels"]), labels=np.asarray(labels),
       predictions=_batched_predictions(logits_fn, adversarial, 256),
       clean_predictions=_batched_predictions(logits_fn, images, 256),
       budget=np.float32(budget), ssim=np.asarray(measures.ssim(images, adversarial)),
-      family=best["family"])
-  return path
+      family=np.asarray(best["family"]))
