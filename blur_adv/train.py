@@ -26,24 +26,40 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class PreemptionWatcher:
-  """Turns SIGTERM into a flag polled between steps; agreed on by all processes."""
+  """Says at which step to save and exit after a preemption notice (SIGTERM), the same step on
+  every process, without a per-step exchange between hosts.
+
+  With `jax.distributed` initialized, JAX's preemption service owns SIGTERM: a notice on any
+  process reaches all of them in the background, and `reached_preemption_sync_point(step)` turns
+  true on every process at the same step (the step after the furthest any process has reached);
+  until a notice it is a local check. Without `jax.distributed` (one process), a Python SIGTERM
+  handler sets a flag read at the next step.
+  """
 
   def __init__(self):
+    self._distributed = jax.distributed.is_initialized()
     self._requested = False
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    self._previous = None
+    if self._distributed:
+      if not jax.config.jax_enable_preemption_service:
+        raise RuntimeError("Multi-process training needs jax_enable_preemption_service=True "
+                           "(JAX's default) to save and exit together on SIGTERM.")
+    else:  # Installing a Python handler would replace the preemption service's own.
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
 
   def _handle(self, signum, frame):
     del signum, frame
     self._requested = True
 
-  def should_stop(self) -> bool:
-    if jax.process_count() == 1:
-      return self._requested
-    flags = multihost_utils.process_allgather(np.asarray(self._requested))
-    return bool(np.any(flags))
+  def should_stop(self, step: int) -> bool:
+    """Whether to save at `step` and exit; call once at every step, in step order."""
+    if self._distributed:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._requested
 
   def restore(self):
-    signal.signal(signal.SIGTERM, self._previous)
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
 
 
 def _checked(step: int, step_metrics: Any) -> Any:
@@ -117,7 +133,7 @@ def train_and_evaluate(config, workdir: str) -> Any:
         progress(step)
 
       is_last = step == exp.total_steps
-      preempted = watcher.should_stop()
+      preempted = watcher.should_stop(step)
       save = is_last or preempted or step % config.checkpoint_every_steps == 0
       if save or is_last or step % config.log_every_steps == 0:
         train_metrics = _merge(train_metrics, _checked(pending[0], dp.unreplicate(pending[1])))
