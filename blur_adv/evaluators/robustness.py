@@ -2,7 +2,10 @@
 
 - "corruptions": accuracy under the CIFAR-10-C / ImageNet-C blur corruptions at severities 1-5,
   and CE / mCE / relative mCE against a baseline model's eval.json (`robustness.baseline_eval`)
-  or AlexNet's published errors for the ImageNet tables.
+  or AlexNet's published errors for the ImageNet tables. The table follows the image size unless
+  `robustness.corruption_table` names one: ImageNet-C's above 64 px (so at 224 px), with AlexNet
+  as the baseline; CIFAR-10-C's at 32 px, where CE needs a `baseline_eval`. In eval.json:
+  `<corruption>/<severity>`, `<corruption>/mean`, `<corruption>/ce`, `mce`, `relative_mce`.
 - "worst_case": accuracy under the per-example worst admissible kernel of each family at every
   SSIM budget in `robustness.budgets`, and over all families at once.
 - "minimal_flip": per example, the smallest budget at which some family flips the prediction
@@ -116,12 +119,13 @@ def corruption_accuracy(rob, inputs: Inputs):
   clean_error = 1.0 - float(np.mean(_batched_predictions(
       logits_fn, images, batch_size) == labels))
   out["clean_accuracy"] = 1.0 - clean_error
-  out.update(_corruption_errors(errors, clean_error, rob.baseline_eval, table))
+  out.update(corruption_errors(errors, clean_error, rob.baseline_eval, table))
   return out
 
 
-def _corruption_errors(errors, clean_error, baseline_eval, table):
-  """CE and mCE entries: against a baseline eval.json, or AlexNet for the ImageNet tables."""
+def corruption_errors(errors, clean_error, baseline_eval, table):
+  """CE and mCE entries: against a baseline eval.json, or AlexNet for the ImageNet table; {} when
+  neither applies. `errors`: corruption name -> error per severity."""
   if baseline_eval:
     base = json.loads(epath.Path(baseline_eval).read_text())["corruptions"]
     baseline = {name: [1.0 - base[f"{name}/{s}"] for s in SEVERITIES] for name in errors}
