@@ -54,8 +54,16 @@ def main(argv):
     data.exit_unavailable(e)
 
 
+def _define_flags(flag_values=FLAGS, argv=None):
+  """The command line's flags, in `flag_values`; `argv` (default sys.argv) is where the config's
+  `--config.*` overrides are looked for. Tests parse README's commands with their own pair."""
+  config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True,
+                                  flag_values=flag_values, sys_argv=argv)
+  flags.DEFINE_string("workdir", None, "Directory holding the run's checkpoints (local or gs://).",
+                      flag_values=flag_values)
+  flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
+
+
 if __name__ == "__main__":
-  config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
-  flags.DEFINE_string("workdir", None, "Directory holding the run's checkpoints (local or gs://).")
-  flags.mark_flags_as_required(["config", "workdir"])
+  _define_flags()
   app.run(main)
