@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import flax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 
 class Restored(NamedTuple):
@@ -21,7 +22,8 @@ class Restored(NamedTuple):
 class Checkpointer:
   """Periodic/final saves with keep-N; `restore_latest` resumes where the last save left off."""
 
-  def __init__(self, directory: str, max_to_keep: int = 3):
+  def __init__(self, directory: epath.PathLike, max_to_keep: int = 3):
+    """`directory`: absolute, local or `gs://` (see `paths.resolve`)."""
     self._manager = ocp.CheckpointManager(
         directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),

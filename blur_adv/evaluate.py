@@ -6,7 +6,6 @@ entries of evaluators not run this time, then the evaluators' artifacts.
 """
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -20,17 +19,17 @@ def evaluate_checkpoint(config, workdir: str) -> dict[str, Any]:
   """Restores the newest checkpoint in `workdir`, runs the evaluators, updates eval.json."""
   # pylint: disable=g-import-not-at-top  (flags first, so a bad command line fails at once)
   import jax
-  from blur_adv import experiment, jsonio
+  from blur_adv import experiment, jsonio, paths
   from blur_adv.evaluators import base as evaluators
   # pylint: enable=g-import-not-at-top
   exp = experiment.setup(config, workdir)
   restored = exp.checkpointer.restore_latest(exp.init_state, exp.train_rng)
   if restored is None:
-    raise FileNotFoundError(f"No checkpoint under {os.path.join(workdir, 'checkpoints')}.")
+    raise FileNotFoundError(f"No checkpoint under {paths.resolve(workdir) / 'checkpoints'}.")
   state = exp.parallel.replicate(restored.state)
   eval_step = exp.parallel.wrap_eval_step(exp.trainer.eval_step)
   inputs = evaluators.Inputs(config, exp.eval_source, exp.parallel, state, eval_step)
-  path = os.path.join(workdir, "eval.json")
+  path = paths.resolve(workdir) / "eval.json"
   results = jsonio.read_json(path)
   results["step"] = int(restored.state.step)
   for name, out in evaluators.run(config.evaluators, inputs).items():
@@ -38,7 +37,8 @@ def evaluate_checkpoint(config, workdir: str) -> dict[str, Any]:
     logging.info("%s at step %d: %s", name, results["step"], out)
   if jax.process_index() == 0:
     jsonio.write_json(path, results)
-    for written in evaluators.write_artifacts(config.evaluators, inputs, results, workdir):
+    for written in evaluators.write_artifacts(config.evaluators, inputs, results,
+                                              paths.resolve(workdir)):
       logging.info("Wrote %s", written)
   return results
 
@@ -54,8 +54,16 @@ def main(argv):
     data.exit_unavailable(e)
 
 
+def _define_flags(flag_values=FLAGS, argv=None):
+  """The command line's flags, in `flag_values`; `argv` (default sys.argv) is where the config's
+  `--config.*` overrides are looked for. Tests parse README's commands with their own pair."""
+  config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True,
+                                  flag_values=flag_values, sys_argv=argv)
+  flags.DEFINE_string("workdir", None, "Directory holding the run's checkpoints (local or gs://).",
+                      flag_values=flag_values)
+  flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
+
+
 if __name__ == "__main__":
-  config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
-  flags.DEFINE_string("workdir", None, "Directory holding the run's checkpoints.")
-  flags.mark_flags_as_required(["config", "workdir"])
+  _define_flags()
   app.run(main)

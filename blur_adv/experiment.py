@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import jax
 import numpy as np
 
 from blur_adv import components  # pylint: disable=unused-import  (registers every part by name)
-from blur_adv import config_checks, data, parallel
+from blur_adv import config_checks, data, parallel, paths
 from blur_adv.checkpoint import Checkpointer
 from blur_adv.trainers import base as trainers
 
@@ -75,5 +74,5 @@ def setup(config, workdir: str) -> Experiment:
       config=config, parallel=dp, train_source=train_source, eval_source=eval_source,
       trainer=trainer, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
       init_state=init_state, train_rng=np.asarray(train_rng),
-      checkpointer=Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"),
+      checkpointer=Checkpointer(paths.resolve(workdir) / "checkpoints",
                                 max_to_keep=config.keep_checkpoints))

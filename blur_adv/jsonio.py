@@ -1,21 +1,35 @@
-"""JSON result files (final_metrics.json, eval.json): read, and written atomically."""
+"""JSON result files (final_metrics.json, eval.json) under a workdir, local or `gs://`.
+
+Paths go through `etils.epath`, like Orbax's checkpoints and TFDS, so a bucket workdir works.
+A reader never sees half a file: a local file is written to a temporary name and renamed over
+(`os.replace`, atomic on POSIX); an object store (`gs://`, `s3://`) publishes an object only
+once its upload completes, so it is written in place (a rename there is a copy and a delete,
+no more atomic than the single write).
+"""
 from __future__ import annotations
 
 import json
-import os
+
+from etils import epath
+
+from blur_adv import paths
 
 
-def read_json(path: str) -> dict:
+def read_json(path: epath.PathLike) -> dict:
   """The file's object, or {} when there is no file yet."""
-  if not os.path.exists(path):
+  path = epath.Path(path)
+  if not path.exists():
     return {}
-  with open(path) as f:
-    return json.load(f)
+  return json.loads(path.read_text())
 
 
-def write_json(path: str, payload: dict):
-  """Writes through a temporary file and a rename, so a reader never sees half a file."""
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+def write_json(path: epath.PathLike, payload: dict):
+  """Writes `payload` so that a reader sees the old file or the new one, never half of one."""
+  path = epath.Path(path)
+  text = json.dumps(payload, indent=2, sort_keys=True)
+  if paths.is_object_store(path):
+    path.write_text(text)
+    return
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(text)
+  tmp.replace(path)

@@ -3,9 +3,7 @@
 Multi-host: pass --coordinator_address/--num_processes/--process_id (or rely
 on the cluster environment JAX detects) to initialize `jax.distributed`.
 """
-import json
 import logging as std_logging
-import os
 import re
 import sys
 
@@ -15,14 +13,22 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 
 
-def _define_flags():
-  config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
-  flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
-  flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
-  flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
-  flags.DEFINE_integer("process_id", None, "Index of this process (multi-host).")
-  flags.DEFINE_bool("distributed", False, "Initialize jax.distributed from the environment.")
-  flags.mark_flags_as_required(["config", "workdir"])
+def _define_flags(flag_values=FLAGS, argv=None):
+  """The command line's flags, in `flag_values`; `argv` (default sys.argv) is where the config's
+  `--config.*` overrides are looked for. Tests parse README's commands with their own pair."""
+  config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True,
+                                  flag_values=flag_values, sys_argv=argv)
+  flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics (local or gs://).",
+                      flag_values=flag_values)
+  flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).",
+                      flag_values=flag_values)
+  flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).",
+                       flag_values=flag_values)
+  flags.DEFINE_integer("process_id", None, "Index of this process (multi-host).",
+                       flag_values=flag_values)
+  flags.DEFINE_bool("distributed", False, "Initialize jax.distributed from the environment.",
+                    flag_values=flag_values)
+  flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
 
 
 def _quiet_orbax(record) -> bool:
@@ -31,13 +37,11 @@ def _quiet_orbax(record) -> bool:
 
 
 def _print_result(workdir: str):
-  summary_path = os.path.join(workdir, "final_metrics.json")
-  if os.path.exists(summary_path):  # Written by process 0 only.
-    with open(summary_path) as f:
-      summary = json.load(f)
-    if "eval/clean/accuracy" in summary:
-      print(f"Step {summary['step']}: eval accuracy {summary['eval/clean/accuracy']:.4f} "
-            f"({summary['wall_time_s']:.0f} s in train_and_evaluate).")
+  from blur_adv import jsonio, paths  # pylint: disable=g-import-not-at-top
+  summary = jsonio.read_json(paths.resolve(workdir) / "final_metrics.json")  # From process 0.
+  if "eval/clean/accuracy" in summary:
+    print(f"Step {summary['step']}: eval accuracy {summary['eval/clean/accuracy']:.4f} "
+          f"({summary['wall_time_s']:.0f} s in train_and_evaluate).")
 
 
 def _unknown_override(argv, error) -> str:

@@ -6,7 +6,6 @@ periodically, and on SIGTERM saves before returning.
 """
 from __future__ import annotations
 
-import os
 import signal
 import time
 from typing import Any
@@ -17,7 +16,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from blur_adv import experiment as experiment_lib
-from blur_adv import jsonio
+from blur_adv import jsonio, paths
 from blur_adv.defense import init as defense_init
 from blur_adv.evaluators import base as evaluators
 
@@ -27,24 +26,40 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class PreemptionWatcher:
-  """Turns SIGTERM into a flag polled between steps; agreed on by all processes."""
+  """Says at which step to save and exit after a preemption notice (SIGTERM), the same step on
+  every process, without a per-step exchange between hosts.
+
+  With `jax.distributed` initialized, JAX's preemption service owns SIGTERM: a notice on any
+  process reaches all of them in the background, and `reached_preemption_sync_point(step)` turns
+  true on every process at the same step (the step after the furthest any process has reached);
+  until a notice it is a local check. Without `jax.distributed` (one process), a Python SIGTERM
+  handler sets a flag read at the next step.
+  """
 
   def __init__(self):
+    self._distributed = jax.distributed.is_initialized()
     self._requested = False
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    self._previous = None
+    if self._distributed:
+      if not jax.config.jax_enable_preemption_service:
+        raise RuntimeError("Multi-process training needs jax_enable_preemption_service=True "
+                           "(JAX's default) to save and exit together on SIGTERM.")
+    else:  # Installing a Python handler would replace the preemption service's own.
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
 
   def _handle(self, signum, frame):
     del signum, frame
     self._requested = True
 
-  def should_stop(self) -> bool:
-    if jax.process_count() == 1:
-      return self._requested
-    flags = multihost_utils.process_allgather(np.asarray(self._requested))
-    return bool(np.any(flags))
+  def should_stop(self, step: int) -> bool:
+    """Whether to save at `step` and exit; call once at every step, in step order."""
+    if self._distributed:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._requested
 
   def restore(self):
-    signal.signal(signal.SIGTERM, self._previous)
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
 
 
 def _checked(step: int, step_metrics: Any) -> Any:
@@ -71,7 +86,8 @@ def train_and_evaluate(config, workdir: str) -> Any:
   dp = exp.parallel
   is_chief = jax.process_index() == 0
   # TensorBoard events and log lines from process 0 only; other processes stay silent.
-  writer = (metric_writers.create_default_writer(workdir) if is_chief
+  # TensorBoard's writer takes local and gs:// paths alike.
+  writer = (metric_writers.create_default_writer(str(workdir)) if is_chief
             else metric_writers.MultiWriter([]))
   writer.write_hparams({k: v for k, v in config.items() if not hasattr(v, "items")})
 
@@ -117,7 +133,7 @@ def train_and_evaluate(config, workdir: str) -> Any:
         progress(step)
 
       is_last = step == exp.total_steps
-      preempted = watcher.should_stop()
+      preempted = watcher.should_stop(step)
       save = is_last or preempted or step % config.checkpoint_every_steps == 0
       if save or is_last or step % config.log_every_steps == 0:
         train_metrics = _merge(train_metrics, _checked(pending[0], dp.unreplicate(pending[1])))
@@ -140,7 +156,7 @@ def train_and_evaluate(config, workdir: str) -> Any:
     watcher.restore()
     writer.flush()
 
-  summary_path = os.path.join(workdir, "final_metrics.json")
+  summary_path = paths.resolve(workdir) / "final_metrics.json"
   summary["wall_time_s"] = time.time() - start_time
   if start_step >= exp.total_steps:  # Restarted after completion: re-evaluate only.
     summary.update({f"eval/{k}": v for k, v in evaluate(start_step).items()})

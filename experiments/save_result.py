@@ -3,36 +3,50 @@
   python experiments/save_result.py --workdir=/tmp/runs/fast_s0 \
       --out=results/cifar10/fast_standard_seed0 --command="python -m blur_adv.main ..."
 
-Workdirs do not outlive a session; `results/<dataset>/<row>/` is committed. Only the last
+`--workdir` may be a bucket (`gs://...`; paths go through etils.epath). Workdirs do not outlive
+a session; `results/<dataset>/<row>/` is committed. Only the last
 checkpoint is kept (a small CNN's is a few MB), so `python -m blur_adv.evaluate --config=...
 --workdir=results/<dataset>/<row>` re-evaluates the row anywhere.
 """
 import argparse
-import os
-import shutil
+
+from etils import epath
 
 RESULT_FILES = ("final_metrics.json", "eval.json")
 
 
-def last_step(checkpoint_dir: str) -> str:
-  steps = [name for name in os.listdir(checkpoint_dir) if name.isdigit()]
+def last_step(checkpoint_dir: epath.Path) -> str:
+  steps = [p.name for p in checkpoint_dir.iterdir()] if checkpoint_dir.is_dir() else []
+  steps = [name for name in steps if name.isdigit()]
   if not steps:
     raise SystemExit(f"Error: no checkpoint under {checkpoint_dir}.")
   return max(steps, key=int)
 
 
-def save(workdir: str, out: str, commands: list[str]):
-  step = last_step(os.path.join(workdir, "checkpoints"))
-  target = os.path.join(out, "checkpoints", step)
-  if os.path.exists(os.path.join(out, "checkpoints")):
-    shutil.rmtree(os.path.join(out, "checkpoints"))  # A row keeps one checkpoint: the last.
-  shutil.copytree(os.path.join(workdir, "checkpoints", step), target)
+def copy_tree(source: epath.Path, target: epath.Path):
+  """Copies a directory file by file through epath (shutil.copytree is local only)."""
+  target.mkdir(parents=True, exist_ok=True)
+  for child in source.iterdir():
+    if child.is_dir():
+      copy_tree(child, target / child.name)
+    else:
+      child.copy(target / child.name, overwrite=True)
+
+
+def save(workdir: epath.PathLike, out: epath.PathLike, commands: list[str]):
+  """Copies `workdir`'s last checkpoint and results into `out`; either may be local or gs://."""
+  workdir, out = epath.Path(workdir), epath.Path(out)
+  step = last_step(workdir / "checkpoints")
+  target = out / "checkpoints" / step
+  if (out / "checkpoints").exists():
+    (out / "checkpoints").rmtree()  # A row keeps one checkpoint: the last.
+  copy_tree(workdir / "checkpoints" / step, target)
   for name in RESULT_FILES:
-    if os.path.exists(os.path.join(workdir, name)):
-      shutil.copy2(os.path.join(workdir, name), os.path.join(out, name))
-  with open(os.path.join(out, "command.sh"), "w") as f:
-    f.write("# The commands that made this row (run from the repository root).\n")
-    f.write("\n".join(commands) + "\n")
+    if (workdir / name).exists():
+      (workdir / name).copy(out / name, overwrite=True)
+  (out / "command.sh").write_text(
+      "# The commands that made this row (run from the repository root).\n"
+      + "\n".join(commands) + "\n")
   return target
 
 

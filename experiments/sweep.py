@@ -17,14 +17,16 @@ Results go to `OUT/results.csv` (every number of every eval.json, flattened), `O
 """
 
 import csv
-import json
+import io
 import os
 import shlex
 import subprocess
 import sys
 
 from absl import app, flags
+from etils import epath
 
+from blur_adv import jsonio
 from blur_adv.ops.families import FAMILIES
 
 
@@ -137,11 +139,9 @@ def collect(out, runs):
     row = {"run": name, **{f"override:{k}": repr(v) for k, v in overrides.items()}}
     found = False
     for filename in ("final_metrics.json", "eval.json"):
-      path = os.path.join(out, name, filename)
-      if os.path.exists(path):
-        with open(path) as f:
-          row.update(flatten(json.load(f)))
-        found = True
+      found_here = jsonio.read_json(epath.Path(out) / name / filename)
+      row.update(flatten(found_here))
+      found = found or bool(found_here)
     if found:
       rows.append(row)
   return rows
@@ -149,18 +149,18 @@ def collect(out, runs):
 
 def write_results(out, rows):
   columns = sorted({k for row in rows for k in row}, key=lambda k: (k != "run", k))
-  with open(os.path.join(out, "results.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
+  table = io.StringIO(newline="")
+  writer = csv.DictWriter(table, fieldnames=columns)
+  writer.writeheader()
+  writer.writerows(rows)
+  (epath.Path(out) / "results.csv").write_text(table.getvalue())
   lines = ["| run | " + " | ".join(h for _, h in HEADLINE) + " |",
            "|---" * (len(HEADLINE) + 1) + "|"]
   for row in rows:
     cells = [f"{row[k]:.4g}" if isinstance(row.get(k), float) else str(row.get(k, "-"))
              for k, _ in HEADLINE]
     lines.append(f"| {row['run']} | " + " | ".join(cells) + " |")
-  with open(os.path.join(out, "results.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+  (epath.Path(out) / "results.md").write_text("\n".join(lines) + "\n")
   return "\n".join(lines)
 
 
@@ -178,8 +178,9 @@ def plot_results(out, rows):
     axis.set_ylabel(header)
     axis.tick_params(axis="x", labelrotation=30, labelsize=7)
     figure.tight_layout()
-    path = os.path.join(out, key.replace("/", "_") + ".png")
-    figure.savefig(path, dpi=90)
+    path = epath.Path(out) / (key.replace("/", "_") + ".png")
+    with path.open("wb") as f:  # Local or gs://.
+      figure.savefig(f, format="png", dpi=90)
     plt.close(figure)
     paths.append(path)
   return paths
@@ -196,13 +197,14 @@ def main(argv):
       raise app.UsageError(f"--only: no run(s) {sorted(unknown)} in sweep {FLAGS.sweep!r}; "
                            f"runs: {[name for name, _ in runs]}")
     runs = [(name, overrides) for name, overrides in runs if name in FLAGS.only]
-  os.makedirs(FLAGS.out, exist_ok=True)
+  out = epath.Path(FLAGS.out)
+  out.mkdir(parents=True, exist_ok=True)
   for name, overrides in runs:
-    workdir = os.path.join(FLAGS.out, name)
+    workdir = os.fspath(out / name)
     commands = run_commands(FLAGS.config, workdir, overrides, FLAGS.override, FLAGS.evaluators)
     if FLAGS.launch == "print":
       print(" && ".join(shlex.join(c) for c in commands))
-    elif os.path.exists(os.path.join(workdir, "eval.json")) or FLAGS.launch == "collect":
+    elif (out / name / "eval.json").exists() or FLAGS.launch == "collect":
       continue
     elif FLAGS.launch == "local":
       for command in commands:
@@ -223,7 +225,8 @@ def _define_flags():
   # Defined only when run as a script, so tests can import this module next to other CLIs.
   flags.DEFINE_enum("sweep", None, sorted(SWEEPS), "Which ablation.")
   flags.DEFINE_string("config", "configs/default.py", "Base config (file[:arg]).")
-  flags.DEFINE_string("out", None, "Directory holding one workdir per run and the results.")
+  flags.DEFINE_string("out", None, "Directory holding one workdir per run and the results "
+                      "(local or gs://).")
   flags.DEFINE_enum("launch", "local", ["local", "inline", "print", "collect"],
                     "Run here one after another (subprocesses or in this process), "
                     "print the commands, or only collect.")

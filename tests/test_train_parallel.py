@@ -5,6 +5,8 @@ Each case runs in fresh Python processes, since XLA's CPU device count and
 """
 import json
 import os
+import signal
+import time
 
 import pytest
 
@@ -102,3 +104,31 @@ def test_two_processes_match_one_process(tmp_path):
   # Only process 0 writes TensorBoard events.
   assert "Training 12 steps" not in (tmp_path / "process1.txt").read_text()
   assert [f for f in os.listdir(tmp_path / "two") if f.startswith("events.out")]
+
+
+@pytest.mark.slow
+def test_sigterm_on_one_of_two_processes_saves_at_one_step_on_both(tmp_path):
+  """JAX's preemption service: a SIGTERM to process 1 only makes both processes save the same
+  step and exit cleanly, with no per-step exchange in the training loop."""
+  workdir = tmp_path / "two"
+  port = free_port()
+  procs = [start_python(["-m", "blur_adv.main", "--config=configs/standard.py:runlocal",
+                         "--config.num_train_steps=400", "--config.checkpoint_every_steps=400",
+                         "--config.log_every_steps=5", "--config.eval_every_steps=400",
+                         f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:{port}",
+                         "--num_processes=2", f"--process_id={i}"],
+                        log_path=tmp_path / f"process{i}.txt")
+           for i in range(2)]
+  log = tmp_path / "process0.txt"
+  deadline = time.time() + 240
+  while "train/loss=" not in log.read_text():  # Both are training.
+    assert time.time() < deadline and all(p.poll() is None for p in procs), log.read_text()[-3000:]
+    time.sleep(0.1)
+  procs[1].send_signal(signal.SIGTERM)
+  for i, proc in enumerate(procs):
+    assert proc.wait(timeout=120) == 0, (tmp_path / f"process{i}.txt").read_text()[-3000:]
+  with open(workdir / "final_metrics.json") as f:
+    summary = json.load(f)
+  assert summary["preempted"] and summary["step"] < 400
+  saved = [int(s) for s in os.listdir(workdir / "checkpoints") if s.isdigit()]
+  assert saved == [summary["step"]]

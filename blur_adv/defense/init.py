@@ -1,15 +1,13 @@
 """The train state before the first step of a fresh run: `init_from` loading, U-Net pre-training."""
 from __future__ import annotations
 
-import os
-
 import flax
 import jax
 import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from blur_adv import config_checks, data
+from blur_adv import config_checks, data, paths
 from blur_adv.checkpoint import Checkpointer
 from blur_adv.defense import config as defense_config
 from blur_adv.defense.front_end import CLASSIFIER, FRONT_END
@@ -33,8 +31,8 @@ def _load_classifier(workdir, state, wrapped: bool):
   Plain and front-ended runs mix freely: only the classifier's subtree must match. Returns the
   state and whether a trained U-Net front-end came along.
   """
-  directory = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(directory):
+  directory = paths.resolve(workdir) / "checkpoints"  # Local or gs://.
+  if not directory.is_dir():
     config_checks.fail("defense.init_from", workdir,
                        "has no checkpoints/ directory (expected a finished run's workdir).")
   checkpointer = Checkpointer(directory)

@@ -22,7 +22,8 @@ from blur_adv.registry import Registry
 class Evaluator:
   run: Callable[[Any, "Inputs"], dict[str, float]]  # (section, inputs) -> numbers
   section: str | None = None  # the config field holding its settings
-  # (section, inputs, results of every evaluator run, workdir) -> paths written
+  # (section, inputs, results of every evaluator run, workdir: an absolute epath.Path, local or
+  # gs://) -> paths written
   write_artifacts: Callable[[Any, "Inputs", dict, str], list[str]] | None = None
 
 

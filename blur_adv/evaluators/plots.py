@@ -1,8 +1,7 @@
 """PNG plots of an evaluation: corruption severity curves, accuracy vs SSIM budget, a gallery."""
 
-import os
-
 import matplotlib
+from etils import epath
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -11,7 +10,8 @@ import numpy as np
 
 def _save(figure, path):
   figure.tight_layout()
-  figure.savefig(path, dpi=90)
+  with epath.Path(path).open("wb") as f:  # matplotlib writes to local paths only; gs:// too.
+    figure.savefig(f, format="png", dpi=90)
   plt.close(figure)
   return path
 
@@ -83,7 +83,7 @@ def kernel_gallery(adversarial_examples, path, count=8):
 
 def write_all(results, adversarial_examples, directory):
   """Writes every plot that eval.json's results allow into `directory`; returns the paths."""
-  join = lambda name: os.path.join(directory, name)
+  join = lambda name: epath.Path(directory) / name
   paths = [corruption_severity(results, join("accuracy_vs_severity.png")),
            accuracy_vs_budget(results, join("accuracy_vs_budget.png"))]
   if adversarial_examples is not None:

@@ -2,7 +2,10 @@
 
 - "corruptions": accuracy under the CIFAR-10-C / ImageNet-C blur corruptions at severities 1-5,
   and CE / mCE / relative mCE against a baseline model's eval.json (`robustness.baseline_eval`)
-  or AlexNet's published errors for the ImageNet tables.
+  or AlexNet's published errors for the ImageNet tables. The table follows the image size unless
+  `robustness.corruption_table` names one: ImageNet-C's above 64 px (so at 224 px), with AlexNet
+  as the baseline; CIFAR-10-C's at 32 px, where CE needs a `baseline_eval`. In eval.json:
+  `<corruption>/<severity>`, `<corruption>/mean`, `<corruption>/ce`, `mce`, `relative_mce`.
 - "worst_case": accuracy under the per-example worst admissible kernel of each family at every
   SSIM budget in `robustness.budgets`, and over all families at once.
 - "minimal_flip": per example, the smallest budget at which some family flips the prediction
@@ -15,11 +18,11 @@ the same numbers (only process 0 writes them).
 """
 
 import json
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 from blur_adv import config_checks, data
 from blur_adv.evaluators.base import Inputs, register
@@ -51,7 +54,7 @@ def check_config(config):
   if rob.corruption_table is not None and rob.corruption_table not in corruptions.TABLES:
     raise config_checks.unknown_name("corruption table", field("corruption_table"),
                                      rob.corruption_table, corruptions.TABLES)
-  if rob.baseline_eval and not os.path.isfile(rob.baseline_eval):
+  if rob.baseline_eval and not epath.Path(rob.baseline_eval).is_file():
     config_checks.fail(field("baseline_eval"), rob.baseline_eval, "no such file.")
 
 
@@ -79,11 +82,12 @@ def write_artifacts(rob, inputs: Inputs, results, workdir):
   """adversarial_examples.npz (at `config.budget`) and every plot the results allow."""
   from blur_adv.evaluators import plots  # pylint: disable=g-import-not-at-top  (matplotlib)
   images, labels = examples(rob, inputs)
-  path = os.path.join(workdir, "adversarial_examples.npz")
-  write_adversarial_examples(path, inputs.predict, images, labels, inputs.config.budget, rob,
-                             jax.random.PRNGKey(inputs.config.seed + 3), rob.num_saved_examples)
-  with np.load(path) as saved:
-    return [path] + plots.write_all(results, dict(saved), workdir)
+  path = epath.Path(workdir) / "adversarial_examples.npz"
+  saved = adversarial_examples(inputs.predict, images, labels, inputs.config.budget, rob,
+                               jax.random.PRNGKey(inputs.config.seed + 3), rob.num_saved_examples)
+  with path.open("wb") as f:  # Through epath: local or gs://.
+    np.savez_compressed(f, **saved)
+  return [path] + plots.write_all(results, saved, workdir)
 
 
 @register("corruptions", section="robustness", write_artifacts=write_artifacts)
@@ -115,15 +119,15 @@ def corruption_accuracy(rob, inputs: Inputs):
   clean_error = 1.0 - float(np.mean(_batched_predictions(
       logits_fn, images, batch_size) == labels))
   out["clean_accuracy"] = 1.0 - clean_error
-  out.update(_corruption_errors(errors, clean_error, rob.baseline_eval, table))
+  out.update(corruption_errors(errors, clean_error, rob.baseline_eval, table))
   return out
 
 
-def _corruption_errors(errors, clean_error, baseline_eval, table):
-  """CE and mCE entries: against a baseline eval.json, or AlexNet for the ImageNet tables."""
+def corruption_errors(errors, clean_error, baseline_eval, table):
+  """CE and mCE entries: against a baseline eval.json, or AlexNet for the ImageNet table; {} when
+  neither applies. `errors`: corruption name -> error per severity."""
   if baseline_eval:
-    with open(baseline_eval) as f:
-      base = json.load(f)["corruptions"]
+    base = json.loads(epath.Path(baseline_eval).read_text())["corruptions"]
     baseline = {name: [1.0 - base[f"{name}/{s}"] for s in SEVERITIES] for name in errors}
     baseline_clean = 1.0 - base["clean_accuracy"]
   elif table == "imagenet":
@@ -191,8 +195,9 @@ def minimal_flip(rob, inputs: Inputs):
   return out
 
 
-def write_adversarial_examples(path, logits_fn, images, labels, budget, rob, key, count):
-  """Saves clean/adversarial pairs of the strongest family per example, for re-checking."""
+def adversarial_examples(logits_fn, images, labels, budget, rob, key, count):
+  """Clean/adversarial pairs of the strongest family per example, for re-checking: the arrays of
+  adversarial_examples.npz."""
   images, labels = images[:count], labels[:count]
   best = None
   results = attacks.attack_families(logits_fn, images, labels, budget, key,
@@ -210,10 +215,10 @@ def write_adversarial_examples(path, logits_fn, images, labels, budget, rob, key
   # Blurring with a normalized non-negative kernel stays in [0, 1] up to rounding; clip that
   # rounding away and measure SSIM on exactly what is saved.
   adversarial = np.clip(best["images"], 0.0, 1.0)
-  np.savez_compressed(
-      path, clean=images, adversarial=adversarial, kernels=best["kernels"], labels=labels,
+  return dict(
+      clean=np.asarray(images), adversarial=np.asarray(adversarial),
+      kernels=np.asarray(best["kernels"]), labels=np.asarray(labels),
       predictions=_batched_predictions(logits_fn, adversarial, 256),
       clean_predictions=_batched_predictions(logits_fn, images, 256),
       budget=np.float32(budget), ssim=np.asarray(measures.ssim(images, adversarial)),
-      family=best["family"])
-  return path
+      family=np.asarray(best["family"]))
