@@ -34,8 +34,8 @@ def get_config(arg: str | None = None):
   config.data_workers = 16  # Decoding processes per host; about the host's spare cores.
 
   config.model = "resnet50"
-  config.model_kwargs = ml_collections.ConfigDict(
-      {"dtype": "bfloat16" if "bf16" in args else "float32"})
+  dtype = "bfloat16" if "bf16" in args else "float32"  # Compute dtype; parameters stay float32.
+  config.model_kwargs = ml_collections.ConfigDict({"dtype": dtype})
 
   config.batch_size = 1024
   config.eval_batch_size = 1024
@@ -55,7 +55,7 @@ def get_config(arg: str | None = None):
     config.dataset = "folder:/tmp/imagenet_like"  # Override with the folder to train on.
     config.image_size = 64
     config.model_kwargs = ml_collections.ConfigDict(
-        {"width": 4, "dtype": config.model_kwargs.dtype})
+        {"width": 4, "dtype": dtype})
     config.data_workers = 0
     config.eval_batch_size = 32
   return config
