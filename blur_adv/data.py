@@ -314,16 +314,23 @@ def center_crop_resize(image: np.ndarray, size: int, crop_fraction: float = 1.0)
   return image[top:top + size, left:left + size]
 
 
-def _translate_flip(image: np.ndarray, rng: np.random.Generator, pad: int,
-                    mode: str) -> np.ndarray:
-  """A random translation by up to `pad` pixels (padding by zeros or numpy.pad's `mode`) and a
-  horizontal flip with probability 1/2."""
-  h, w = image.shape[:2]
-  dy, dx = rng.integers(0, 2 * pad + 1, size=2)
-  flip = rng.random() < 0.5
-  padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode=mode)
-  crop = padded[dy:dy + h, dx:dx + w]
-  return crop[:, ::-1] if flip else crop
+def crop_flip(images: np.ndarray, rng: np.random.Generator, rows: slice,
+              global_batch_size: int, pad: int = 4, mode: str = "constant") -> np.ndarray:
+  """Random translation by up to `pad` pixels and horizontal flip per example of a batch.
+
+  The images are padded by `pad` (zeros, or numpy.pad's `mode`) and a random window is cropped.
+  Random draws are made for the whole global batch and `rows` picks this process's share, so
+  the result does not depend on the process count.
+  """
+  offsets = rng.integers(0, 2 * pad + 1, size=(global_batch_size, 2))[rows]
+  flips = (rng.random(global_batch_size) < 0.5)[rows]
+  _, h, w, _ = images.shape
+  padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode=mode)
+  out = np.empty_like(images)
+  for i, ((dy, dx), flip) in enumerate(zip(offsets, flips)):
+    crop = padded[i, dy:dy + h, dx:dx + w]
+    out[i] = crop[:, ::-1] if flip else crop
+  return out
 
 
 def inception_crop_flip(image: np.ndarray, rng: np.random.Generator, size: int,
@@ -357,27 +364,23 @@ def inception_crop_flip(image: np.ndarray, rng: np.random.Generator, size: int,
   return out[:, ::-1] if rng.random() < 0.5 else out
 
 
-# An augmentation maps (raw image, rng, source) to a uint8 image of the source's size.
-Augmentation = Callable[[np.ndarray, np.random.Generator, Source], np.ndarray]
-
-
-def _fitted(augment: Callable | None) -> Augmentation:
-  """Evaluation preprocessing, then `augment(image, rng)` on the fitted image."""
-  def fn(image, rng, source):
-    image = center_crop_resize(image, source.image_size, source.crop_fraction)
-    return image if augment is None else augment(image, rng)
-  return fn
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+  """Training preprocessing: `crop(raw image, rng, size)` per example (default: the evaluation
+  resize/centre crop), then `batch(images, rng, rows, global_batch_size)` on the stacked batch.
+  The per-example RNG is seeded by (seed, step, row), the batch RNG by (seed, step)."""
+  crop: Callable[[np.ndarray, np.random.Generator, int], np.ndarray] | None = None
+  batch: Callable[[np.ndarray, np.random.Generator, slice, int], np.ndarray] | None = None
 
 
 AUGMENTATIONS: dict[str, Augmentation] = {
-    "none": _fitted(None),
+    "none": Augmentation(),
     # 4-pixel zero-padded translations and flips (the ResNet papers' CIFAR recipe).
-    "crop_flip": _fitted(functools.partial(_translate_flip, pad=4, mode="constant")),
+    "crop_flip": Augmentation(batch=crop_flip),
     # 2-pixel reflect-padded translations: the fast CIFAR recipe's (configs/cifar10_fast.py).
-    "flip_translate2": _fitted(functools.partial(_translate_flip, pad=2, mode="reflect")),
+    "flip_translate2": Augmentation(batch=functools.partial(crop_flip, pad=2, mode="reflect")),
     # Random-resized crop of the raw image and flip: the ImageNet recipe (configs/imagenet.py).
-    "inception_crop_flip": lambda image, rng, source: inception_crop_flip(
-        image, rng, source.image_size),
+    "inception_crop_flip": Augmentation(crop=inception_crop_flip),
 }
 
 
@@ -387,9 +390,14 @@ def to_float(images: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- grain pipelines
 
+@functools.lru_cache(maxsize=2)  # The current epoch and, at a boundary, the next.
+def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+  return np.random.default_rng([seed, epoch]).permutation(n)
+
+
 @dataclasses.dataclass(frozen=True)
-class _TrainExample:
-  """Element j of one process's training stream: row j % local of global batch j // local."""
+class _TrainBatch:
+  """Element k of one process's training stream: its rows of global batch k."""
   source: Source
   augment: str
   global_batch_size: int
@@ -397,22 +405,29 @@ class _TrainExample:
   process_index: int
   seed: int
   steps_per_epoch: int
-  order: Any  # grain MapDataset: epoch e's shuffled example indices at [e * n, (e + 1) * n).
 
-  def __call__(self, j: int) -> tuple[np.ndarray, int]:
-    step, local_row = divmod(j, self.local_batch_size)
-    row = self.process_index * self.local_batch_size + local_row  # Row in the global batch.
+  def __call__(self, step: int) -> dict[str, np.ndarray]:
     epoch, offset = divmod(step, self.steps_per_epoch)
-    n = len(self.source)
-    index = self.order[epoch * n + offset * self.global_batch_size + row] % n
-    image, label = self.source.records[index]
-    rng = np.random.default_rng([self.seed, step, row])
-    return AUGMENTATIONS[self.augment](image, rng, self.source), label
-
-
-def _stack(examples) -> dict[str, np.ndarray]:
-  return {"image": np.stack([image for image, _ in examples]),
-          "label": np.asarray([label for _, label in examples], np.int32)}
+    first = self.process_index * self.local_batch_size
+    rows = slice(first, first + self.local_batch_size)  # This process's rows of the batch.
+    start = offset * self.global_batch_size
+    indices = _epoch_order(self.seed, epoch, len(self.source))[start:start + self.global_batch_size]
+    augment = AUGMENTATIONS[self.augment]
+    images, labels = [], []
+    for row, index in zip(range(rows.start, rows.stop), indices[rows]):
+      image, label = self.source.records[index]
+      if augment.crop is None:
+        image = center_crop_resize(image, self.source.image_size, self.source.crop_fraction)
+      else:
+        image = augment.crop(image, np.random.default_rng([self.seed, step, row]),
+                             self.source.image_size)
+      images.append(image)
+      labels.append(label)
+    images = np.stack(images)
+    if augment.batch is not None:
+      images = augment.batch(images, np.random.default_rng([self.seed, step]), rows,
+                             self.global_batch_size)
+    return {"image": images, "label": np.asarray(labels, np.int32)}
 
 
 def _batches(batched: Any, workers: int) -> Iterator[dict[str, np.ndarray]]:
@@ -451,13 +466,10 @@ class TrainIterator:
       raise ValueError(f"Unknown augmentation {augment!r}; known: {sorted(AUGMENTATIONS)}.")
     self.local_batch_size = global_batch_size // process_count
     self.steps_per_epoch = len(source) // global_batch_size  # Drops the remainder.
-    example = _TrainExample(
-        source, augment, global_batch_size, self.local_batch_size, process_index,
-        seed, self.steps_per_epoch,
-        order=grain.MapDataset.range(len(source)).shuffle(seed=seed % 2**32))
-    # Endless: element j is computed from j alone (len is only an upper bound).
-    self._dataset = (grain.MapDataset.range(sys.maxsize // 2).map(example)
-                     .batch(self.local_batch_size, batch_fn=_stack))
+    batch = _TrainBatch(source, augment, global_batch_size, self.local_batch_size,
+                        process_index, seed, self.steps_per_epoch)
+    # Endless: element k is computed from k alone (the length is only an upper bound).
+    self._dataset = grain.MapDataset.range(sys.maxsize).map(batch)
     self._workers = workers
     self._position = position
     self._iterator = None

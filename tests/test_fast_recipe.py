@@ -116,10 +116,9 @@ def test_schedule_and_tta_names_are_validated():
 
 def test_flip_translate2_is_a_reflect_padded_shift_and_deterministic():
   images = np.random.default_rng(0).integers(0, 255, (6, 8, 8, 3), dtype=np.uint8)
-  source = data.Source(data.ArrayRecords(images, np.zeros(6, np.int32)), 1, image_size=8)
-  augment = data.AUGMENTATIONS["flip_translate2"]
-  out = [augment(image, np.random.default_rng(i), source) for i, image in enumerate(images)]
-  again = [augment(image, np.random.default_rng(i), source) for i, image in enumerate(images)]
+  augment = data.AUGMENTATIONS["flip_translate2"].batch
+  out = augment(images, np.random.default_rng(1), slice(0, 6), 6)
+  again = augment(images, np.random.default_rng(1), slice(0, 6), 6)
   np.testing.assert_array_equal(out, again)
   padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
   for i in range(6):
