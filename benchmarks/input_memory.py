@@ -1,11 +1,11 @@
 """Peak host memory of the input pipeline against dataset size.
 
 Generates ImageNet-like data under --root (/tmp by default): 2,000 and 20,000 224-px JPEGs as an
-ImageFolder tree and as a TFDS ArrayRecord dataset, then measures the peak RSS (os.wait4's
-ru_maxrss of a fresh child process) of
+ImageFolder tree and as a TFDS ArrayRecord dataset, then measures the peak RSS (GNU time's
+maximum resident set of a fresh process) of
   * a 200-step `configs/imagenet.py:runlocal` training run (trainer `standard`) on each, and
   * 200 training batches (`crop_flip`, 64 px, batch 32) through the grain pipeline and through
-    the loader of the commit this branch started from (`--baseline`, `git show REF:blur_adv/data.py`),
+    the previous loader (`--baseline` REF: `git show REF:blur_adv/data.py`),
     which cannot run the ImageNet config (no random-resized crop, no ResNet-50) and reads TFDS
     with `as_dataset()`, so it gets a TFRecord copy of the same examples.
 The bar: peak RSS on 20,000 images within 15% of that on 2,000.

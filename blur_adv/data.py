@@ -13,15 +13,17 @@ Splits accept TFDS-style slices (`train[:90%]`, `train[90%:]`, `test[:500]`).
 run seed) before slicing, so a slice of a class-sorted folder is still balanced.
 
 Order and resumption. Every source is random access and the training stream is a grain
-`MapDataset` whose element k is global batch k's rows for this process: epoch e is grain's seeded
-index shuffle (seed `config.seed + e`) of the examples, global batch k is a fixed slice of its
-epoch (the remainder is dropped) and row r's augmentation draws from an RNG seeded by
-(seed, k, r), r counted in the global batch. Element k is therefore a pure function of
-(seed, k), whatever the process count, and worker processes only prefetch it. The checkpoint
-stores that index k (`{"position": k}`, see `blur_adv/checkpoint.py`); resuming slices the
-dataset at k. This is used instead of grain's own iterator state on purpose: grain saves one
-state per process (`process_i-of-n`) holding per-worker positions, so it cannot be restored
-with another process or worker count, while k can and replays exactly the same global batches.
+`MapDataset` whose element k is this process's rows of global batch k: epoch e is a permutation
+seeded by (seed, e), global batch k is a fixed slice of its epoch (the remainder is dropped),
+example row r of the global batch is cropped with an RNG seeded by (seed, k, r) and batch-level
+augmentations draw for the whole global batch from (seed, k). Element k is therefore a pure
+function of (seed, k), whatever the process count; grain's reading threads and worker processes
+(`config.data_workers`) only compute elements ahead, in order. The checkpoint stores k
+(`{"position": k}`, see `blur_adv/checkpoint.py`) and resuming slices the dataset at k. This is
+used instead of grain's own iterator state on purpose: grain saves one state per process
+(`process_i-of-n`) holding per-worker positions, so it cannot be restored with another process
+or worker count, while k can, and replays exactly the global batches an uninterrupted run sees.
+One element per batch (not per example) keeps grain's per-element overhead off small images.
 
 Bad input. A truncated or corrupt image file in a folder dataset stops the run when the file
 is first read, with a one-line `CorruptImageError` naming the file (`main` prints it and exits
@@ -224,7 +226,8 @@ def _folder_records(root: str, split: str) -> tuple[FileRecords, int]:
     raise DatasetUnavailableError(f"No .jpg/.png images under {os.path.join(root, base)}/<class>/.")
   _, part = parse_split(split, len(paths))
   indices = _fixed_order(len(paths))[part]
-  return FileRecords([paths[i] for i in indices], np.asarray(labels, np.int32)[indices]), len(classes)
+  records = FileRecords([paths[i] for i in indices], np.asarray(labels, np.int32)[indices])
+  return records, len(classes)
 
 
 def _ensure_prepared(builder: Any, name: str, data_dir: str | None, wait: float = 5.0):
@@ -281,8 +284,9 @@ def _tfds_records(name: str, split: str, data_dir: str | None) -> tuple[TfdsReco
   file_format = builder.info.file_format
   if file_format is not None and file_format != tfds.core.FileFormat.ARRAY_RECORD:
     raise DatasetUnavailableError(
-        f"TFDS dataset {name!r} in data_dir={data_dir} is prepared as {file_format.value}, which has no "
-        f"random access; rebuild it with `tfds build {name} --file_format=array_record`.")
+        f"TFDS dataset {name!r} in data_dir={data_dir} is prepared as {file_format.value}, "
+        f"which has no random access; rebuild it with "
+        f"`tfds build {name} --file_format=array_record`.")
   source = builder.as_data_source(split=split)
   if not len(source):  # pylint: disable=g-explicit-length-test
     raise DatasetUnavailableError(f"Split {split!r} of TFDS dataset {name!r} is empty.")

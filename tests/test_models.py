@@ -3,7 +3,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from blur_adv import components, models  # pylint: disable=unused-import  (components: every model registered)
+# components registers every model, including those of lazily imported modules.
+from blur_adv import components, models  # pylint: disable=unused-import
 
 SMALL = {  # Shrunk hyper-parameters so every architecture traces in a second.
     "small_cnn": {"width": 4},
