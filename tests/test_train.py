@@ -58,6 +58,9 @@ def test_tfds_mock_data_end_to_end(tmp_path):
     ("trainer", "adversary", "config.trainer='adversary'"),
     ("budget", 0.0, "config.budget=0.0: the SSIM budget"),
     ("budget", 1.5, "config.budget=1.5"),
+    ("data_workers", -1, "config.data_workers=-1"),
+    ("eval_crop_fraction", 1.2, "config.eval_crop_fraction=1.2"),
+    ("augment", "inception", "config.augment='inception'"),
     ("parallelism", "pjit", "config.parallelism='pjit'"),
     ("train_split", "train[::2]", "config.train_split"),
     ("batch_size", 0, "config.batch_size=0"),
@@ -228,3 +231,19 @@ def test_imagenet_runlocal_trains_on_a_generated_folder_and_names_a_corrupt_file
   assert result.returncode == 1
   errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
   assert errors == [errors[0]] and f"Cannot decode image file {bad}" in errors[0]
+
+
+def test_imagenet_configs_are_valid_and_bf16_changes_only_the_compute_dtype(tmp_path):
+  from configs import imagenet  # pylint: disable=g-import-not-at-top
+  full, bf16 = imagenet.get_config(), imagenet.get_config("bf16")
+  local = imagenet.get_config("runlocal,bf16")
+  local.dataset = f"folder:{tmp_path}"  # runlocal trains on a folder the user points it to.
+  for config in (full, bf16, local):
+    config_checks.validate(config, num_devices=8)
+  assert (full.dataset, full.model, full.image_size, full.batch_size) == (
+      "imagenet2012", "resnet50", 224, 1024)
+  assert bf16.model_kwargs.dtype == "bfloat16" and full.model_kwargs.dtype == "float32"
+  bf16.model_kwargs.dtype = "float32"
+  assert bf16.to_dict() == full.to_dict()
+  with pytest.raises(ValueError, match="Unknown config argument"):
+    imagenet.get_config("bf32")
