@@ -15,6 +15,9 @@ INSTALL_REQUIRES = [
     "tensorboard>=2.19,<2.22",
     "tensorflow-cpu>=2.20,<2.22",
     "tensorflow-datasets>=4.9.9,<4.10",
+    # The input pipeline (blur_adv/data.py); TFDS's as_data_source() reads ArrayRecord files.
+    "grain>=0.2.18,<0.3",
+    "array-record>=0.8,<0.9",
     "importlib_resources>=6",
     "scikit-learn>=1.5,<2",  # bundled `digits` dataset
     "scikit-image>=0.25,<0.27",  # bundled photos for demos and tests

@@ -25,7 +25,7 @@ CORE_FIELDS = frozenset({
     "batch_size", "eval_batch_size", "num_epochs", "num_train_steps", "optimizer",
     "learning_rate", "momentum", "weight_decay", "warmup_epochs", "label_smoothing",
     "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
-    "evaluators",
+    "evaluators", "data_workers", "eval_crop_fraction",
 })
 _EXTRA_FIELDS: set[str] = set()
 _VALIDATORS: list = []
@@ -146,6 +146,8 @@ def validate(config, num_devices: int | None = None, process_count: int = 1,
   for field in ("image_size", "batch_size", "eval_batch_size", "log_every_steps",
                 "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
     check_int(field, config[field])
+  check_int("data_workers", config.data_workers, minimum=0)
+  check_number("eval_crop_fraction", config.eval_crop_fraction, 0, 1, low_open=True)
   check_int("num_train_steps", config.num_train_steps, allow_none=True)
   check_int("num_devices", config.num_devices, allow_none=True)
   if config.num_train_steps is None:

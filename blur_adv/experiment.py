@@ -34,7 +34,7 @@ class Experiment:
     return data.TrainIterator(
         self.train_source, self.config.batch_size, self.config.seed,
         process_index=jax.process_index(), process_count=jax.process_count(),
-        augment=self.config.augment, position=position)
+        augment=self.config.augment, position=position, workers=self.config.data_workers)
 
 
 def validate(config):
@@ -56,9 +56,9 @@ def setup(config, workdir: str) -> Experiment:
   dp = parallel.DataParallel(config.parallelism, config.num_devices)
 
   train_source = data.load_source(config.dataset, config.train_split, config.image_size,
-                                  config.data_dir)
+                                  config.data_dir, config.eval_crop_fraction)
   eval_source = data.load_source(config.dataset, config.eval_split, config.image_size,
-                                 config.data_dir)
+                                 config.data_dir, config.eval_crop_fraction)
   if len(train_source) < config.batch_size:
     raise config_checks.ConfigError(
         f"config.batch_size={config.batch_size} exceeds the {len(train_source)} examples of "

@@ -152,6 +152,7 @@ def train_and_evaluate(config, workdir: str) -> Any:
         summary["preempted"] = True
         break
   finally:
+    train_iter.close()  # grain's worker processes, if any.
     exp.checkpointer.wait()
     watcher.restore()
     writer.flush()

@@ -24,7 +24,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.train_split = "train"
   config.eval_split = "test"
   config.image_size = 32
-  config.augment = "none"  # 'none' | 'crop_flip' | 'flip_translate2' (see data.AUGMENTATIONS).
+  # 'none' | 'crop_flip' | 'flip_translate2' | 'inception_crop_flip' (see data.AUGMENTATIONS).
+  config.augment = "none"
+  # Evaluation (and non-inception training) images: resized whole (1.0), or the shorter side
+  # resized to image_size / f and the centre image_size square kept (ImageNet: 0.875).
+  config.eval_crop_fraction = 1.0
+  config.data_workers = 0  # grain worker processes decoding training batches; 0: threads only.
 
   # Model and trainer, both by registry name.
   config.model = "small_cnn"

@@ -129,3 +129,72 @@ def test_unprepared_tfds_dataset_fails_fast_with_advice(tmp_path, monkeypatch):
 def test_unknown_tfds_name_is_a_clear_error():
   with pytest.raises(ValueError, match="config.dataset='no_such_dataset'"):
     data.load_source("no_such_dataset", "train", 32)
+
+
+def make_jpeg_folder(root, sizes=((60, 90), (300, 200), (120, 120), (224, 260)), classes=3,
+                     splits=("train", "validation")):
+  """ImageNet-like: JPEGs of several sizes, `classes` classes, one image per size and class."""
+  rng = np.random.default_rng(0)
+  for split in splits:
+    for c in range(classes):
+      os.makedirs(os.path.join(root, split, f"n{c:08d}"))
+      for i, (h, w) in enumerate(sizes):
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(os.path.join(root, split, f"n{c:08d}", f"{i}.jpg"))
+  return str(root)
+
+
+def test_worker_processes_replay_the_in_process_batches(tmp_path):
+  root = make_jpeg_folder(tmp_path)
+  source = data.load_source(f"folder:{root}", "train", 16)
+  kwargs = dict(seed=5, augment="inception_crop_flip")
+  expected = [data.TrainIterator(source, 4, **kwargs).batch_at(k) for k in (2, 3, 4)]
+  stream = data.TrainIterator(source, 4, position=2, workers=2, **kwargs)
+  try:
+    for batch in expected:
+      got = next(stream)
+      np.testing.assert_array_equal(got["image"], batch["image"])
+      np.testing.assert_array_equal(got["label"], batch["label"])
+  finally:
+    stream.close()
+  assert stream.position == 5
+
+
+def test_center_crop_is_resize_shorter_side_then_centre_window():
+  image = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+  out = data.center_crop_resize(image, 224, 0.875)
+  # Independent reference: PIL resize of the shorter side to 256, then the centre 224 square.
+  resized = np.asarray(Image.fromarray(image).resize((341, 256), Image.BILINEAR))
+  np.testing.assert_array_equal(out, resized[16:240, 58:282])
+  assert data.center_crop_resize(image, 32).shape == (32, 32, 3)
+
+
+def test_inception_crop_is_a_resized_window_or_its_mirror():
+  image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+  out = data.inception_crop_flip(image, np.random.default_rng(3), 48)
+  again = data.inception_crop_flip(image, np.random.default_rng(3), 48)
+  assert out.shape == (48, 48, 3) and out.dtype == np.uint8
+  np.testing.assert_array_equal(out, again)
+  # A window of the whole area at the image's own aspect ratio is the whole image.
+  whole = data.inception_crop_flip(image, np.random.default_rng(1), 48, area=(1.0, 1.0),
+                                   ratio=(4 / 3, 4 / 3))
+  reference = np.asarray(Image.fromarray(image).resize((48, 48), Image.BILINEAR))
+  assert np.array_equal(whole, reference) or np.array_equal(whole, reference[:, ::-1])
+  crops = [data.inception_crop_flip(image, np.random.default_rng(s), 48) for s in range(4)]
+  assert len({c.tobytes() for c in crops}) == 4  # Seeds give different windows.
+
+
+def test_corrupt_image_is_a_one_line_error_naming_the_file(tmp_path):
+  root = make_jpeg_folder(tmp_path, sizes=((40, 40),) * 3, splits=("train",))
+  bad = os.path.join(root, "train", "n00000001", "1.jpg")
+  with open(bad, "rb") as f:
+    head = f.read(200)
+  with open(bad, "wb") as f:
+    f.write(head)  # Truncated.
+  source = data.load_source(f"folder:{root}", "train", 16)
+  with pytest.raises(data.CorruptImageError, match=f"Cannot decode image file {bad}: "):
+    source.read(np.arange(len(source)))
+  with pytest.raises(data.CorruptImageError) as error:
+    for _ in data.TrainIterator(source, 9, seed=0):  # Through grain's reading threads.
+      pass
+  assert bad in str(error.value) and "\n" not in str(error.value)

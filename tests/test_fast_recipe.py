@@ -120,7 +120,7 @@ def test_schedule_and_tta_names_are_validated():
 
 def test_flip_translate2_is_a_reflect_padded_shift_and_deterministic():
   images = np.random.default_rng(0).integers(0, 255, (6, 8, 8, 3), dtype=np.uint8)
-  augment = data.AUGMENTATIONS["flip_translate2"]
+  augment = data.AUGMENTATIONS["flip_translate2"].batch
   out = augment(images, np.random.default_rng(1), slice(0, 6), 6)
   again = augment(images, np.random.default_rng(1), slice(0, 6), 6)
   np.testing.assert_array_equal(out, again)

@@ -3,7 +3,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from blur_adv import models
+# components registers every model, including those of lazily imported modules.
+from blur_adv import components, models  # pylint: disable=unused-import
 
 SMALL = {  # Shrunk hyper-parameters so every architecture traces in a second.
     "small_cnn": {"width": 4},
@@ -14,6 +15,7 @@ SMALL = {  # Shrunk hyper-parameters so every architecture traces in a second.
     "wide_resnet": {"depth": 10, "widen_factor": 1},
     "wrn28_10": {"widen_factor": 1},
     "whitened_convnet": {"widths": (4, 8, 8)},
+    "resnet50": {"width": 2, "stage_sizes": (1, 1, 1, 1)},
 }
 IMAGES = jax.ShapeDtypeStruct((2, 16, 16, 3), jnp.float32)
 
@@ -53,3 +55,15 @@ def test_unknown_model_and_bad_kwargs_name_the_field():
     models.create_model("resnet21", 10)
   with pytest.raises(ValueError, match="config.model_kwargs"):
     models.create_model("resnet20", 10, widht=3)
+
+
+def test_resnet50_has_torchvisions_parameter_count_and_a_bfloat16_option():
+  model = models.create_model("resnet50", 1000)
+  variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 224, 224, 3))))
+  # torchvision.models.resnet50: 25,557,032 parameters (BatchNorm running stats excluded).
+  assert sum(x.size for x in jax.tree.leaves(variables["params"])) == 25_557_032
+  tiny = models.create_model("resnet50", 5, width=4, stage_sizes=(1, 1, 1, 1), dtype="bfloat16")
+  x = jnp.zeros((2, 32, 32, 3))
+  tiny_vars = tiny.init(jax.random.PRNGKey(0), x)
+  assert tiny.apply(tiny_vars, x).dtype == jnp.float32
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(tiny_vars["params"]))

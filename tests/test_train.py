@@ -58,6 +58,9 @@ def test_tfds_mock_data_end_to_end(tmp_path):
     ("trainer", "adversary", "config.trainer='adversary'"),
     ("budget", 0.0, "config.budget=0.0: the SSIM budget"),
     ("budget", 1.5, "config.budget=1.5"),
+    ("data_workers", -1, "config.data_workers=-1"),
+    ("eval_crop_fraction", 1.2, "config.eval_crop_fraction=1.2"),
+    ("augment", "inception", "config.augment='inception'"),
     ("parallelism", "pjit", "config.parallelism='pjit'"),
     ("train_split", "train[::2]", "config.train_split"),
     ("batch_size", 0, "config.batch_size=0"),
@@ -179,3 +182,68 @@ def test_modules_can_register_their_own_config_fields(tiny_config):
     config_checks.validate(tiny_config)
   config_checks.register_fields("test_only_extra")
   config_checks.validate(tiny_config)
+
+
+_MAIN_WITH_OFFLINE_TFDS = """
+import sys, time
+import tensorflow_datasets as tfds
+# Stand-in for TFDS's minutes of download retries, without sending anything anywhere.
+tfds.core.DatasetBuilder.download_and_prepare = lambda *a, **k: time.sleep(600)
+from absl import app
+from blur_adv import main
+main._define_flags()
+app.run(main.main, argv=["main"] + sys.argv[1:], flags_parser=main._parse_flags)
+"""
+
+
+def test_unprepared_tfds_dataset_exits_in_seconds_with_one_line(tmp_path):
+  start = time.time()
+  result = run_python(["-c", _MAIN_WITH_OFFLINE_TFDS, "--config=configs/default.py:runlocal",
+                       f"--workdir={tmp_path}/run", "--config.dataset=cifar10",
+                       f"--config.data_dir={tmp_path}/tfds"], timeout=60)
+  elapsed = time.time() - start
+  errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+  assert result.returncode == 1 and len(errors) == 1, result.stderr[-2000:]
+  assert "tfds build cifar10" in errors[0]
+  assert elapsed < 20  # ~5 s waiting for TFDS plus starting Python and importing JAX and TF.
+
+
+def test_imagenet_runlocal_trains_on_a_generated_folder_and_names_a_corrupt_file(tmp_path):
+  from configs import imagenet  # pylint: disable=g-import-not-at-top
+  from test_data import make_jpeg_folder  # pylint: disable=g-import-not-at-top
+  root = make_jpeg_folder(tmp_path / "in", classes=4)
+  config = imagenet.get_config("runlocal")
+  config.dataset = f"folder:{root}"
+  config.trainer = "standard"
+  config.model_kwargs.stage_sizes = (1, 1, 1, 1)  # One bottleneck per stage: compiles faster.
+  config.batch_size, config.eval_batch_size, config.num_train_steps = 8, 8, 2
+  state = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert int(state.step) == 2
+  final = read_json(tmp_path / "run" / "final_metrics.json")
+  assert np.isfinite(final["train/loss"]) and 0 <= final["eval/clean/accuracy"] <= 1
+
+  bad = os.path.join(root, "train", "n00000002", "1.jpg")
+  with open(bad, "wb") as f:
+    f.write(b"\xff\xd8\xff\xe0 not a JPEG")
+  result = run_python(["-m", "blur_adv.main", "--config=configs/imagenet.py:runlocal",
+                       f"--workdir={tmp_path}/run2", f"--config.dataset=folder:{root}",
+                       "--config.batch_size=8", "--config.num_train_steps=2"], timeout=120)
+  assert result.returncode == 1
+  errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+  assert errors == [errors[0]] and f"Cannot decode image file {bad}" in errors[0]
+
+
+def test_imagenet_configs_are_valid_and_bf16_changes_only_the_compute_dtype(tmp_path):
+  from configs import imagenet  # pylint: disable=g-import-not-at-top
+  full, bf16 = imagenet.get_config(), imagenet.get_config("bf16")
+  local = imagenet.get_config("runlocal,bf16")
+  local.dataset = f"folder:{tmp_path}"  # runlocal trains on a folder the user points it to.
+  for config in (full, bf16, local):
+    config_checks.validate(config, num_devices=8)
+  assert (full.dataset, full.model, full.image_size, full.batch_size) == (
+      "imagenet2012", "resnet50", 224, 1024)
+  assert bf16.model_kwargs.dtype == "bfloat16" and full.model_kwargs.dtype == "float32"
+  bf16.model_kwargs.dtype = "float32"
+  assert bf16.to_dict() == full.to_dict()
+  with pytest.raises(ValueError, match="Unknown config argument"):
+    imagenet.get_config("bf32")

@@ -20,9 +20,10 @@ MODELS: Registry[Any] = Registry("model", field="model")
 _conv = functools.partial(nn.Conv, use_bias=False, kernel_init=nn.initializers.kaiming_normal())
 
 
-def _batch_norm(train: bool, axis_name: str | None, name: str | None = None) -> nn.BatchNorm:
+def _batch_norm(train: bool, axis_name: str | None, name: str | None = None,
+                **kwargs) -> nn.BatchNorm:
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      axis_name=axis_name if train else None, name=name)
+                      axis_name=axis_name if train else None, name=name, **kwargs)
 
 
 def _standardize(x: jnp.ndarray) -> jnp.ndarray:
@@ -147,12 +148,60 @@ class WideResNet(nn.Module):
     return nn.Dense(self.num_classes)(x)
 
 
+class BottleneckBlock(nn.Module):
+  """1x1 -> 3x3 (strided) -> 1x1 (4x wider) residual block of ResNet-50 (torchvision "v1.5"
+  stride placement); the last BatchNorm's scale starts at zero so each block starts as identity."""
+  features: int
+  strides: int
+  bn_axis_name: str | None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    bn = functools.partial(_batch_norm, train, self.bn_axis_name, dtype=self.dtype)
+    conv = functools.partial(_conv, dtype=self.dtype)
+    y = nn.relu(bn()(conv(self.features, (1, 1))(x)))
+    y = nn.relu(bn()(conv(self.features, (3, 3), strides=self.strides)(y)))
+    y = bn(name="bn_out", scale_init=nn.initializers.zeros)(conv(4 * self.features, (1, 1))(y))
+    if x.shape != y.shape:  # Projection shortcut when the shape changes.
+      x = bn(name="bn_proj")(conv(4 * self.features, (1, 1), strides=self.strides,
+                                  name="conv_proj")(x))
+    return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+  """ImageNet ResNet (He et al., 2016) with bottleneck blocks: a 7x7/2 stem and 3x3/2 max-pool,
+  four stages of `width` * (1, 2, 4, 8) bottleneck features (ResNet-50: (3, 4, 6, 3), width 64),
+  global average pooling and a linear head. `dtype` is the compute dtype ("bfloat16" on GPU/TPU);
+  parameters and logits stay float32."""
+  num_classes: int
+  stage_sizes: Sequence[int] = (3, 4, 6, 3)
+  width: int = 64
+  dtype: Any = "float32"
+  bn_axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = _conv(self.width, (7, 7), strides=(2, 2), padding=[(3, 3), (3, 3)],
+              dtype=self.dtype, name="stem")(_standardize(x))
+    x = nn.relu(_batch_norm(train, self.bn_axis_name, name="bn_stem", dtype=self.dtype)(x))
+    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for stage, num_blocks in enumerate(self.stage_sizes):
+      for block in range(num_blocks):
+        strides = 2 if stage > 0 and block == 0 else 1
+        x = BottleneckBlock(self.width * 2**stage, strides, self.bn_axis_name, self.dtype)(
+            x, train)
+    x = jnp.mean(x, axis=(1, 2))
+    return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+
+
 MODELS.register("small_cnn")(SmallCNN)
 MODELS.register("resnet20")(functools.partial(CifarResNet, depth=20))
 MODELS.register("resnet56")(functools.partial(CifarResNet, depth=56))
 MODELS.register("cifar_resnet")(CifarResNet)
 MODELS.register("preact_resnet18")(functools.partial(PreActResNet, stage_sizes=(2, 2, 2, 2)))
 MODELS.register("wide_resnet")(WideResNet)
+MODELS.register("resnet50")(functools.partial(ResNet, stage_sizes=(3, 4, 6, 3)))
 MODELS.register("wrn28_10")(functools.partial(WideResNet, depth=28, widen_factor=10))
 
 
