@@ -2,9 +2,7 @@
 opened ends the process at once."""
 import importlib
 import os
-import subprocess
 import sys
-import time
 
 import ml_collections
 import pytest
@@ -58,17 +56,3 @@ def test_every_optional_field_is_a_placeholder_set_by_flag(spec):
     for part in path.split("."):
       overridden = overridden[part]
     assert overridden == value, path
-
-
-def test_unprepared_tfds_dataset_exits_nonzero_promptly(tmp_path):
-  start = time.monotonic()
-  result = subprocess.run(
-      [sys.executable, "-m", "blur_adv.main", "--config=configs/default.py",
-       f"--workdir={tmp_path / 'run'}", "--config.dataset=cifar10",
-       f"--config.data_dir={tmp_path / 'empty'}"],
-      cwd=ROOT, capture_output=True, text=True, timeout=120)
-  elapsed = time.monotonic() - start
-  assert result.returncode != 0
-  assert "is not prepared" in result.stderr and "tfds build cifar10" in result.stderr
-  # Before, TFDS's download threads kept the process alive for minutes after the error.
-  assert elapsed < 60, elapsed
