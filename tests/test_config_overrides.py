@@ -1,5 +1,5 @@
-"""Every optional config field can be set from the command line, and a dataset that cannot be
-opened ends the process at once."""
+"""Every optional config field can be set from the command line (an unopenable dataset ending the
+process at once is tested in test_train.py)."""
 import importlib
 import os
 import sys
