@@ -48,6 +48,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.adversary.update_every = 1  # Adversary steps per classifier step: 1 / update_every.
   config.adversary.warmup_steps = 0  # Clean training first.
   config.adversary.pgd_steps = 5  # K, for kind 'pgd'.
+  # Adversary strength (blur_adv/trainers/strength.py), every `strength_every_steps` steps and at
+  # the end (0 = never): on the first `strength_examples` training images, the adversary's loss
+  # gain and flip rate against those of the per-example attack over all its families
+  # (`strength_attack_steps` sign steps, `strength_attack_restarts` starts per family), logged
+  # as adversary/* to TensorBoard and final_metrics.json.
+  config.adversary.strength_every_steps = 100
+  config.adversary.strength_examples = 64
+  config.adversary.strength_attack_steps = 10
+  config.adversary.strength_attack_restarts = 2
 
   # Defenses, all off here (see blur_adv/defense/): blur augmentation (augment_*), a deblurring
   # front-end before the classifier (front_end: none | unsharp | wiener | richardson_lucy | unet),
@@ -112,6 +121,7 @@ def runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 4
   config.eval_split = config.eval_split.split("[")[0] + "[:128]"
   config.adversary.features = 4
+  config.adversary.strength_every_steps = 0  # Seconds-long runs skip the reference attack.
   config.robustness.num_examples = 16
   config.robustness.budgets = (0.05, 0.1)
   config.robustness.families = ("gaussian", "motion")
