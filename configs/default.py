@@ -76,6 +76,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.robustness.corruption_table = ml_collections.config_dict.placeholder(str)  # By size.
   config.robustness.baseline_eval = ml_collections.config_dict.placeholder(str)  # eval.json.
   config.robustness.num_saved_examples = 16
+  # Evaluator 'attack_convergence': worst-case accuracy on this many first examples with the
+  # attack above and with 5x its steps and 5 restarts (blur_adv/evaluators/convergence.py).
+  config.robustness.convergence_examples = 256
 
   # Parallelism: 'shard_map' (jit + shard_map over a mesh) or 'pmap'.
   config.parallelism = "shard_map"
@@ -128,4 +131,5 @@ def runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.robustness.attack_steps = 2
   config.robustness.flip_search_steps = 2
   config.robustness.num_saved_examples = 8
+  config.robustness.convergence_examples = 8
   return config

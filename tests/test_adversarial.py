@@ -117,3 +117,19 @@ def test_strength_summary_against_hand_computed_values():
   assert out["adversary/strength"] == pytest.approx(0.5)
   assert out["adversary/flip_rate"] == pytest.approx(2 / 3)  # of the 3 correct clean
   assert out["adversary/reference_flip_rate"] == 1.0
+
+
+def test_attack_convergence_compares_the_table_attack_with_a_stronger_one(trained):
+  _, workdir = trained
+  config = _tiny(evaluators=("attack_convergence",))
+  results = evaluate_checkpoint(config, workdir)["attack_convergence"]
+  assert results["num_examples"] == config.robustness.convergence_examples
+  for budget in config.robustness.budgets:
+    table, strong = results[f"{budget:g}/table"], results[f"{budget:g}/strong"]
+    # The strong attack's first restart retraces the table attack's steps, then goes further.
+    assert strong <= table
+    assert results[f"{budget:g}/difference"] == pytest.approx(table - strong)
+    assert (results[f"{budget:g}/difference/ci95_lo"] <= table - strong
+            <= results[f"{budget:g}/difference/ci95_hi"])
+  with open(os.path.join(workdir, "eval.json")) as f:
+    assert "attack_convergence" in json.load(f)

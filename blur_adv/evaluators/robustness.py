@@ -36,7 +36,7 @@ SEVERITIES = (1, 2, 3, 4, 5)
 CURVE_BUDGETS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)
 FIELDS = ("num_examples", "budgets", "families", "kernel_size", "attack_steps", "attack_restarts",
           "attack_step_size", "flip_search_steps", "corruption_table", "baseline_eval",
-          "num_saved_examples")
+          "num_saved_examples", "convergence_examples")
 
 
 def check_config(config):
@@ -44,7 +44,8 @@ def check_config(config):
   rob = config.robustness
   config_checks.check_keys("robustness", rob, FIELDS)
   field = lambda name: f"robustness.{name}"
-  for name in ("num_examples", "attack_steps", "attack_restarts", "num_saved_examples"):
+  for name in ("num_examples", "attack_steps", "attack_restarts", "num_saved_examples",
+               "convergence_examples"):
     config_checks.check_int(field(name), rob[name])
   config_checks.check_int(field("flip_search_steps"), rob.flip_search_steps, minimum=0)
   config_checks.check_kernel_size(field("kernel_size"), rob.kernel_size)
