@@ -52,3 +52,13 @@ def test_fixed_seed_and_keys():
                                                              "0.1/all/ci95_hi"}
   with pytest.raises(ValueError, match="at least one example"):
     bootstrap.interval(np.zeros(0))
+
+
+def test_per_example_curve_areas_average_to_the_curve_area():
+  from blur_adv.evaluators import robustness  # pylint: disable=g-import-not-at-top
+  from blur_adv.ops import attacks  # pylint: disable=g-import-not-at-top
+  flips = np.array([0.0, 0.004, 0.03, 0.2, 0.9, np.inf, np.inf, 0.05])
+  _, area = attacks.accuracy_vs_budget(flips, robustness.CURVE_BUDGETS)
+  per_example = robustness._example_areas(flips, robustness.CURVE_BUDGETS)  # pylint: disable=protected-access
+  assert per_example.mean() == pytest.approx(area)
+  assert per_example[0] == 0 and per_example[5] == 1
