@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import types
 
 import jax
 import numpy as np
@@ -18,8 +19,8 @@ from configs import default
 def _tiny(evaluators=("clean",), **overrides):
   config = default.get_config("runlocal")
   config.evaluators = evaluators
-  # The adversary's strength after steps 6 and 12, with a small reference attack.
-  config.adversary.update(strength_every_steps=6, strength_examples=16, strength_attack_steps=2,
+  # The adversary's strength at the end (step 12), with a small reference attack.
+  config.adversary.update(strength_every_steps=12, strength_examples=16, strength_attack_steps=2,
                           strength_attack_restarts=1)
   for key, value in overrides.items():
     config[key] = value
@@ -133,3 +134,14 @@ def test_attack_convergence_compares_the_table_attack_with_a_stronger_one(traine
             <= results[f"{budget:g}/difference/ci95_hi"])
   with open(os.path.join(workdir, "eval.json")) as f:
     assert "attack_convergence" in json.load(f)
+
+
+def test_strength_is_measured_every_n_steps_and_at_the_end_only_with_an_adversary():
+  config = _tiny()
+  config.adversary.strength_every_steps = 5
+  with_adversary = types.SimpleNamespace(adversary=lambda *args: None)
+  due = [s for s in range(1, 13) if strength.due(config, with_adversary, s, s == 12)]
+  assert due == [5, 10, 12]
+  assert not strength.due(config, types.SimpleNamespace(adversary=None), 10, True)
+  config.adversary.strength_every_steps = 0
+  assert not strength.due(config, with_adversary, 12, True)
