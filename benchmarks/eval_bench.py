@@ -82,7 +82,7 @@ def difference(a, b):
 def main(argv):
   del argv
   config = FLAGS.config
-  exp = experiment.setup(config, FLAGS.workdir)
+  exp = experiment.setup_eval(config, FLAGS.workdir)
   restored = exp.checkpointer.restore_latest(exp.init_state, exp.train_rng)
   if restored is None:
     sys.exit(f"No checkpoint under {FLAGS.workdir}; train one first (see the docstring).")

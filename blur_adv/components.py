@@ -9,6 +9,6 @@ the registries and `config_checks.validate` know every name before a config is c
 # pylint: disable=unused-import
 from blur_adv import optim, parallel
 from blur_adv.defense import config as defense_config
-from blur_adv.evaluators import clean, robustness
+from blur_adv.evaluators import clean, convergence, robustness
 from blur_adv.models import classifiers, whitened_net
 from blur_adv.trainers import adversarial, standard

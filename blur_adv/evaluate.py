@@ -22,7 +22,7 @@ def evaluate_checkpoint(config, workdir: str) -> dict[str, Any]:
   from blur_adv import experiment, jsonio, paths
   from blur_adv.evaluators import base as evaluators
   # pylint: enable=g-import-not-at-top
-  exp = experiment.setup(config, workdir)
+  exp = experiment.setup_eval(config, workdir)  # Opens config.eval_split only.
   restored = exp.checkpointer.restore_latest(exp.init_state, exp.train_rng)
   if restored is None:
     raise FileNotFoundError(f"No checkpoint under {paths.resolve(workdir) / 'checkpoints'}.")

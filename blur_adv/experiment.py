@@ -21,7 +21,7 @@ INIT_SAMPLE = 1024
 class Experiment:
   config: Any
   parallel: parallel.DataParallel
-  train_source: data.Source
+  train_source: data.Source | None  # None when set up for evaluation only (`setup_eval`).
   eval_source: data.Source
   trainer: trainers.Trainer
   total_steps: int
@@ -50,29 +50,56 @@ def init_images(source: data.Source) -> np.ndarray:
   return data.to_float(source.read(np.arange(min(len(source), INIT_SAMPLE)))[0])
 
 
-def setup(config, workdir: str) -> Experiment:
-  """Validates `config` (once, first), then opens data and initializes the state."""
-  validate(config)
-  dp = parallel.DataParallel(config.parallelism, config.num_devices)
+def _open(config, split: str) -> data.Source:
+  return data.load_source(config.dataset, split, config.image_size, config.data_dir,
+                          config.eval_crop_fraction)
 
-  train_source = data.load_source(config.dataset, config.train_split, config.image_size,
-                                  config.data_dir, config.eval_crop_fraction)
-  eval_source = data.load_source(config.dataset, config.eval_split, config.image_size,
-                                 config.data_dir, config.eval_crop_fraction)
-  if len(train_source) < config.batch_size:
-    raise config_checks.ConfigError(
-        f"config.batch_size={config.batch_size} exceeds the {len(train_source)} examples of "
-        f"config.train_split={config.train_split!r}.")
-  steps_per_epoch = len(train_source) // config.batch_size
-  total_steps = config.num_train_steps or max(1, int(config.num_epochs * steps_per_epoch))
 
+def _build(config, workdir, dp, train_source, eval_source, init_source, total_steps,
+           steps_per_epoch) -> Experiment:
   trainer = trainers.TRAINERS.get(config.trainer, field="trainer")(
-      config, train_source.num_classes, total_steps, steps_per_epoch)
+      config, eval_source.num_classes, total_steps, steps_per_epoch)
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
-  init_state = jax.device_get(jax.jit(trainer.init_state)(init_rng, init_images(train_source)))
+  init_state = jax.device_get(jax.jit(trainer.init_state)(init_rng, init_images(init_source)))
   return Experiment(
       config=config, parallel=dp, train_source=train_source, eval_source=eval_source,
       trainer=trainer, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
       init_state=init_state, train_rng=np.asarray(train_rng),
       checkpointer=Checkpointer(paths.resolve(workdir) / "checkpoints",
                                 max_to_keep=config.keep_checkpoints))
+
+
+def setup(config, workdir: str) -> Experiment:
+  """Validates `config` (once, first), then opens data and initializes the state."""
+  validate(config)
+  dp = parallel.DataParallel(config.parallelism, config.num_devices)
+  train_source = _open(config, config.train_split)
+  eval_source = _open(config, config.eval_split)
+  if len(train_source) < config.batch_size:
+    raise config_checks.ConfigError(
+        f"config.batch_size={config.batch_size} exceeds the {len(train_source)} examples of "
+        f"config.train_split={config.train_split!r}.")
+  if train_source.num_classes != eval_source.num_classes:
+    raise config_checks.ConfigError(
+        f"config.eval_split={config.eval_split!r} has {eval_source.num_classes} classes, "
+        f"config.train_split={config.train_split!r} {train_source.num_classes}.")
+  steps_per_epoch = len(train_source) // config.batch_size
+  total_steps = config.num_train_steps or max(1, int(config.num_epochs * steps_per_epoch))
+  return _build(config, workdir, dp, train_source, eval_source, train_source, total_steps,
+                steps_per_epoch)
+
+
+def setup_eval(config, workdir: str) -> Experiment:
+  """`setup` for evaluating a checkpoint: opens only `config.eval_split`.
+
+  The state is a template the checkpoint overwrites, so only its structure and shapes matter:
+  it is initialized on eval images (data-dependent statistics such as a whitening layer's are
+  restored from the checkpoint's `batch_stats`), and the optimizer's schedule, which nothing
+  here steps, is built for `config.num_train_steps or 1` steps of an epoch of one step (the
+  optimizer state's structure does not depend on them). `train_source` is None.
+  """
+  validate(config)
+  dp = parallel.DataParallel(config.parallelism, config.num_devices)
+  eval_source = _open(config, config.eval_split)
+  return _build(config, workdir, dp, None, eval_source, eval_source,
+                total_steps=config.num_train_steps or 1, steps_per_epoch=1)

@@ -19,6 +19,7 @@ from blur_adv import experiment as experiment_lib
 from blur_adv import jsonio, paths
 from blur_adv.defense import init as defense_init
 from blur_adv.evaluators import base as evaluators
+from blur_adv.trainers import strength
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -119,6 +120,8 @@ def train_and_evaluate(config, workdir: str) -> Any:
     writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
     return results
 
+  probe = (strength.probe_batch(config, exp.train_source)
+           if strength.enabled(config, exp.trainer) else None)
   summary = {"step": start_step}
   train_metrics, pending = None, None  # `pending`: (step, metrics) not yet checked.
   try:
@@ -145,6 +148,10 @@ def train_and_evaluate(config, workdir: str) -> Any:
       if is_last or step % config.eval_every_steps == 0:
         with progress.timed("eval", wait_jax_async_dispatch=False):
           summary.update(step=step, **{f"eval/{k}": v for k, v in evaluate(step).items()})
+      if strength.due(config, exp.trainer, step, is_last):  # The adversary against a reference.
+        values = strength.measure(config, exp.trainer, dp.unreplicate(state), *probe)
+        writer.write_scalars(step, values)
+        summary.update(step=step, **values)
       if save:
         exp.checkpointer.save(step, dp.unreplicate(state), train_rng, train_iter.position)
       if preempted:

@@ -53,6 +53,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.adversary.update_every = 1  # Adversary steps per classifier step: 1 / update_every.
   config.adversary.warmup_steps = 0  # Clean training first.
   config.adversary.pgd_steps = 5  # K, for kind 'pgd'.
+  # Adversary strength (blur_adv/trainers/strength.py), every `strength_every_steps` steps and at
+  # the end (0 = never): on the first `strength_examples` training images, the adversary's loss
+  # gain and flip rate against those of the per-example attack over all its families
+  # (`strength_attack_steps` sign steps, `strength_attack_restarts` starts per family), logged
+  # as adversary/* to TensorBoard and final_metrics.json.
+  config.adversary.strength_every_steps = 100
+  config.adversary.strength_examples = 64
+  config.adversary.strength_attack_steps = 10
+  config.adversary.strength_attack_restarts = 2
 
   # Defenses, all off here (see blur_adv/defense/): blur augmentation (augment_*), a deblurring
   # front-end before the classifier (front_end: none | unsharp | wiener | richardson_lucy | unet),
@@ -72,6 +81,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.robustness.corruption_table = ml_collections.config_dict.placeholder(str)  # By size.
   config.robustness.baseline_eval = ml_collections.config_dict.placeholder(str)  # eval.json.
   config.robustness.num_saved_examples = 16
+  # Evaluator 'attack_convergence': worst-case accuracy on this many first examples with the
+  # attack above and with 5x its steps and 5 restarts (blur_adv/evaluators/convergence.py).
+  config.robustness.convergence_examples = 256
 
   # Parallelism: 'shard_map' (jit + shard_map over a mesh) or 'pmap'.
   config.parallelism = "shard_map"
@@ -117,10 +129,12 @@ def runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 4
   config.eval_split = config.eval_split.split("[")[0] + "[:128]"
   config.adversary.features = 4
+  config.adversary.strength_every_steps = 0  # Seconds-long runs skip the reference attack.
   config.robustness.num_examples = 16
   config.robustness.budgets = (0.05, 0.1)
   config.robustness.families = ("gaussian", "motion")
   config.robustness.attack_steps = 2
   config.robustness.flip_search_steps = 2
   config.robustness.num_saved_examples = 8
+  config.robustness.convergence_examples = 8
   return config

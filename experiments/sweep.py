@@ -13,7 +13,8 @@ runs them in this process instead of subprocesses (no start-up per run; used by 
 `--launch=print` prints the commands instead (one line per run,
 for a cluster scheduler) and, once the runs are done, `--launch=collect` gathers the results.
 Results go to `OUT/results.csv` (every number of every eval.json, flattened), `OUT/results.md`
-(the headline columns) and `OUT/<metric>.png` plots against the swept setting.
+(the headline columns, each with its 95% bootstrap interval in brackets when the evaluators
+wrote one) and `OUT/<metric>.png` plots against the swept setting.
 """
 
 import csv
@@ -147,6 +148,17 @@ def collect(out, runs):
   return rows
 
 
+def _cell(row, key):
+  """A number with its 95% bootstrap interval when eval.json has one: "0.859 [0.852, 0.866]"."""
+  value = row.get(key)
+  if not isinstance(value, float):
+    return str(row.get(key, "-"))
+  low, high = row.get(f"{key}/ci95_lo"), row.get(f"{key}/ci95_hi")
+  if isinstance(low, float) and isinstance(high, float):
+    return f"{value:.4g} [{low:.4g}, {high:.4g}]"
+  return f"{value:.4g}"
+
+
 def write_results(out, rows):
   columns = sorted({k for row in rows for k in row}, key=lambda k: (k != "run", k))
   table = io.StringIO(newline="")
@@ -157,8 +169,7 @@ def write_results(out, rows):
   lines = ["| run | " + " | ".join(h for _, h in HEADLINE) + " |",
            "|---" * (len(HEADLINE) + 1) + "|"]
   for row in rows:
-    cells = [f"{row[k]:.4g}" if isinstance(row.get(k), float) else str(row.get(k, "-"))
-             for k, _ in HEADLINE]
+    cells = [_cell(row, k) for k, _ in HEADLINE]
     lines.append(f"| {row['run']} | " + " | ".join(cells) + " |")
   (epath.Path(out) / "results.md").write_text("\n".join(lines) + "\n")
   return "\n".join(lines)

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import types
 
 import jax
 import numpy as np
@@ -11,12 +12,16 @@ import pytest
 from blur_adv import train
 from blur_adv.ops import measures as metrics
 from blur_adv.evaluate import evaluate_checkpoint
+from blur_adv.trainers import strength
 from configs import default
 
 
 def _tiny(evaluators=("clean",), **overrides):
   config = default.get_config("runlocal")
   config.evaluators = evaluators
+  # The adversary's strength at the end (step 12), with a small reference attack.
+  config.adversary.update(strength_every_steps=12, strength_examples=16, strength_attack_steps=2,
+                          strength_attack_restarts=1)
   for key, value in overrides.items():
     config[key] = value
   return config
@@ -42,6 +47,14 @@ def test_adversarial_training_logs_the_adversary_and_respects_the_budget(trained
   assert final["train/adversarial_ssim"] >= 1 - config.budget - 1e-6
   assert final["train/kernel_spread"] > 0 and 0 < final["train/alpha"] <= 1
   assert np.isfinite(final["train/loss_gain"]) and np.isfinite(final["train/fidelity"])
+  # The strength probe: gains, flip rates and the network's family mixture.
+  assert final["adversary/strength"] == pytest.approx(
+      final["adversary/loss_gain"] / final["adversary/reference_loss_gain"])
+  assert final["adversary/reference_loss_gain"] > 0
+  for name in ("flip_rate", "reference_flip_rate", "clean_accuracy"):
+    assert 0 <= final[f"adversary/{name}"] <= 1
+  mixture = [final[f"adversary/mixture/{f}"] for f in config.adversary.families]
+  assert sum(mixture) == pytest.approx(1, abs=1e-5)
   # The adversary learned: its parameters moved away from their initialization.
   fresh = train.experiment_lib.setup(config, workdir + "_fresh").init_state
   moved = [np.abs(a - b).max() for a, b in zip(jax.tree.leaves(state.extra["adversary_params"]),
@@ -74,6 +87,15 @@ def test_robustness_evaluation_writes_results_plots_and_checkable_examples(train
     assert worst[f"{budget:g}/all"] <= min(worst[f"{budget:g}/{f}"]
                                            for f in config.robustness.families) + 1e-9
   assert results["minimal_flip"]["q1"] <= results["minimal_flip"]["median"]
+  # Every headline number has a 95% bootstrap interval around it.
+  headline = [("clean", "accuracy"), ("corruptions", "mean_accuracy"),
+              ("corruptions", "clean_accuracy"), ("minimal_flip", "median"),
+              ("minimal_flip", "curve_area"), ("minimal_flip", "never_flipped")]
+  headline += [("worst_case", f"{b:g}/{f}") for b in budgets
+               for f in ("clean", "all") + tuple(config.robustness.families)]
+  for evaluator, key in headline:
+    out = results[evaluator]
+    assert out[f"{key}/ci95_lo"] <= out[key] <= out[f"{key}/ci95_hi"], (evaluator, key)
   for name in ("accuracy_vs_severity.png", "accuracy_vs_budget.png", "kernel_gallery.png"):
     assert os.path.getsize(os.path.join(workdir, name)) > 1000
   saved = np.load(os.path.join(workdir, "adversarial_examples.npz"))
@@ -82,3 +104,44 @@ def test_robustness_evaluation_writes_results_plots_and_checkable_examples(train
   np.testing.assert_allclose(recomputed, saved["ssim"], atol=1e-6)
   assert (recomputed >= 1 - saved["budget"]).all()
   assert saved["clean"].min() >= 0 and saved["adversarial"].max() <= 1
+
+
+def test_strength_summary_against_hand_computed_values():
+  logits = np.log(np.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]))
+  labels = np.array([0, 0, 1])  # examples 1 and 2 are correct clean (0 ties: argmax -> 0)
+  clean_loss = -np.log([0.5, 0.9, 0.8])
+  out = strength.summarize(logits, labels, clean_loss + [0.1, 0.2, 0.3],
+                           np.array([True, True, False]), clean_loss + [0.4, 0.4, 0.4],
+                           np.array([True, True, True]))
+  assert out["adversary/loss_gain"] == pytest.approx(0.2)
+  assert out["adversary/reference_loss_gain"] == pytest.approx(0.4)
+  assert out["adversary/strength"] == pytest.approx(0.5)
+  assert out["adversary/flip_rate"] == pytest.approx(2 / 3)  # of the 3 correct clean
+  assert out["adversary/reference_flip_rate"] == 1.0
+
+
+def test_attack_convergence_compares_the_table_attack_with_a_stronger_one(trained):
+  _, workdir = trained
+  config = _tiny(evaluators=("attack_convergence",))
+  results = evaluate_checkpoint(config, workdir)["attack_convergence"]
+  assert results["num_examples"] == config.robustness.convergence_examples
+  for budget in config.robustness.budgets:
+    table, strong = results[f"{budget:g}/table"], results[f"{budget:g}/strong"]
+    # The strong attack's first restart retraces the table attack's steps, then goes further.
+    assert strong <= table
+    assert results[f"{budget:g}/difference"] == pytest.approx(table - strong)
+    assert (results[f"{budget:g}/difference/ci95_lo"] <= table - strong
+            <= results[f"{budget:g}/difference/ci95_hi"])
+  with open(os.path.join(workdir, "eval.json")) as f:
+    assert "attack_convergence" in json.load(f)
+
+
+def test_strength_is_measured_every_n_steps_and_at_the_end_only_with_an_adversary():
+  config = _tiny()
+  config.adversary.strength_every_steps = 5
+  with_adversary = types.SimpleNamespace(adversary=lambda *args: None)
+  due = [s for s in range(1, 13) if strength.due(config, with_adversary, s, s == 12)]
+  assert due == [5, 10, 12]
+  assert not strength.due(config, types.SimpleNamespace(adversary=None), 10, True)
+  config.adversary.strength_every_steps = 0
+  assert not strength.due(config, with_adversary, 12, True)

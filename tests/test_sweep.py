@@ -87,3 +87,10 @@ def test_other_sweeps_run_end_to_end(name, launch, tmp_path):
   printed = _run_sweep(name, tmp_path / "print", launch="print")
   lines = printed.stdout.strip().splitlines()
   assert len(lines) == len(sweep.SWEEPS[name]) and all("blur_adv.evaluate" in l for l in lines)
+
+
+def test_results_table_shows_bootstrap_intervals(tmp_path):
+  rows = [{"run": "a", "clean/accuracy": 0.86, "clean/accuracy/ci95_lo": 0.84,
+           "clean/accuracy/ci95_hi": 0.88, "worst_case/0.1/all": 0.5}]
+  table = sweep.write_results(str(tmp_path), rows)
+  assert "| a | 0.86 [0.84, 0.88] | - | - | 0.5 | - | - |" in table

@@ -39,6 +39,8 @@ def accuracy_vs_budget(results, path):
   """Worst-case accuracy per family and the minimal-flip curve against the SSIM budget."""
   worst = {}
   for key, value in results.get("worst_case", {}).items():
+    if key.count("/") != 1:  # "<budget>/<family>/ci95_lo" etc.: the intervals
+      continue
     budget, family = key.split("/")
     worst.setdefault(family, []).append((float(budget), value))
   flips = results.get("minimal_flip", {})

@@ -12,6 +12,11 @@
   (minimum over families); its quartiles, the share never flipped, and the accuracy-vs-budget
   curve with its normalized area.
 
+Every headline number (clean accuracy, blur-C mean accuracy, each worst-case accuracy, the median
+minimal flip budget, the share never flipped, the curve's area) has a 95% percentile-bootstrap
+interval over the evaluated examples next to it: "<key>/ci95_lo" and "<key>/ci95_hi" (see
+`bootstrap`).
+
 All three run on the first `robustness.num_examples` examples of the eval split on one device:
 attacks are per-example searches whose cost is dominated by the model, and every process computes
 the same numbers (only process 0 writes them).
@@ -25,6 +30,7 @@ import numpy as np
 from etils import epath
 
 from blur_adv import config_checks, data
+from blur_adv.evaluators import bootstrap
 from blur_adv.evaluators.base import Inputs, register
 from blur_adv.ops import attacks, corruptions, families, measures
 
@@ -33,7 +39,7 @@ SEVERITIES = (1, 2, 3, 4, 5)
 CURVE_BUDGETS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)
 FIELDS = ("num_examples", "budgets", "families", "kernel_size", "attack_steps", "attack_restarts",
           "attack_step_size", "flip_search_steps", "corruption_table", "baseline_eval",
-          "num_saved_examples")
+          "num_saved_examples", "convergence_examples")
 
 
 def check_config(config):
@@ -41,7 +47,8 @@ def check_config(config):
   rob = config.robustness
   config_checks.check_keys("robustness", rob, FIELDS)
   field = lambda name: f"robustness.{name}"
-  for name in ("num_examples", "attack_steps", "attack_restarts", "num_saved_examples"):
+  for name in ("num_examples", "attack_steps", "attack_restarts", "num_saved_examples",
+               "convergence_examples"):
     config_checks.check_int(field(name), rob[name])
   config_checks.check_int(field("flip_search_steps"), rob.flip_search_steps, minimum=0)
   config_checks.check_kernel_size(field("kernel_size"), rob.kernel_size)
@@ -99,6 +106,7 @@ def corruption_accuracy(rob, inputs: Inputs):
   key = jax.random.PRNGKey(inputs.config.seed)
   out = {}
   errors = {}
+  correct = []  # per (corruption, severity): (N,) bool
   for c, name in enumerate(corruptions.CORRUPTIONS):
     per_severity = []
     for severity in SEVERITIES:
@@ -110,15 +118,19 @@ def corruption_accuracy(rob, inputs: Inputs):
                                                         key=chunk_key)))
       predictions = _batched_predictions(logits_fn, np.concatenate(corrupted),
                                          batch_size)
-      accuracy = float(np.mean(predictions == labels))
+      correct.append(predictions == labels)
+      accuracy = float(np.mean(correct[-1]))
       out[f"{name}/{severity}"] = accuracy
       per_severity.append(1.0 - accuracy)
     errors[name] = per_severity
     out[f"{name}/mean"] = 1.0 - float(np.mean(per_severity))
   out["mean_accuracy"] = float(np.mean([out[f"{n}/mean"] for n in errors]))
-  clean_error = 1.0 - float(np.mean(_batched_predictions(
-      logits_fn, images, batch_size) == labels))
+  # The mean accuracy is the mean over examples of each one's share of corrupted images right.
+  out.update(bootstrap.with_interval("mean_accuracy", np.mean(correct, axis=0)))
+  clean_correct = _batched_predictions(logits_fn, images, batch_size) == labels
+  clean_error = 1.0 - float(np.mean(clean_correct))
   out["clean_accuracy"] = 1.0 - clean_error
+  out.update(bootstrap.with_interval("clean_accuracy", clean_correct))
   out.update(corruption_errors(errors, clean_error, rob.baseline_eval, table))
   return out
 
@@ -142,28 +154,44 @@ def corruption_errors(errors, clean_error, baseline_eval, table):
   return out
 
 
-def worst_case_accuracies(logits_fn, images, labels, rob, key, **speed):
-  """`{"<budget>/<family or all or clean>": accuracy}` at every budget of `rob`.
+def worst_case_correct(logits_fn, images, labels, rob, key, **speed):
+  """`{"<budget>/<family or all or clean>": (N,) bool}`: per example, correct under that attack.
 
   `speed`: `batch_size`, `one_program`, `ssim_fn` of `attacks.attack_families` (the results do
   not depend on them beyond float rounding; benchmarks/eval_bench.py compares them).
   """
   out = {}
   for budget in rob.budgets:
-    accuracy = attacks.worst_case_accuracy(logits_fn, images, labels, budget, key,
-                                           families=tuple(rob.families), **_attack_kwargs(rob),
-                                           **speed)
-    out.update({f"{budget:g}/{family}": value for family, value in accuracy.items()})
+    correct = attacks.worst_case_correct(logits_fn, images, labels, budget, key,
+                                         families=tuple(rob.families), **_attack_kwargs(rob),
+                                         **speed)
+    out.update({f"{budget:g}/{family}": value for family, value in correct.items()})
   return out
+
+
+def accuracies_with_intervals(correct) -> dict[str, float]:
+  """`{key: accuracy, "<key>/ci95_lo": .., "<key>/ci95_hi": ..}` of per-example correctness."""
+  out = {}
+  for key, values in correct.items():
+    out[key] = float(np.mean(values))
+    out.update(bootstrap.with_interval(key, values))
+  return out
+
+
+def worst_case_accuracies(logits_fn, images, labels, rob, key, **speed):
+  """`{"<budget>/<family or all or clean>": accuracy}` at every budget of `rob` (no intervals);
+  arguments as in `worst_case_correct`."""
+  return {k: float(np.mean(v))
+          for k, v in worst_case_correct(logits_fn, images, labels, rob, key, **speed).items()}
 
 
 @register("worst_case", section="robustness", write_artifacts=write_artifacts)
 def worst_case(rob, inputs: Inputs):
   """Worst-case accuracy per family and over all families, at every budget."""
   images, labels = examples(rob, inputs)
-  return worst_case_accuracies(inputs.predict, images, labels, rob,
-                               jax.random.PRNGKey(inputs.config.seed + 1),
-                               batch_size=inputs.config.eval_batch_size)
+  return accuracies_with_intervals(worst_case_correct(
+      inputs.predict, images, labels, rob, jax.random.PRNGKey(inputs.config.seed + 1),
+      batch_size=inputs.config.eval_batch_size))
 
 
 def minimal_flip_budgets(logits_fn, images, labels, rob, key, **speed):
@@ -190,9 +218,22 @@ def minimal_flip(rob, inputs: Inputs):
   q1, median, q3 = np.quantile(overall, [0.25, 0.5, 0.75], method="inverted_cdf")
   out = {"q1": float(q1), "median": float(median), "q3": float(q3),
          "never_flipped": float(np.mean(np.isinf(overall))), "curve_area": area}
+  out.update(bootstrap.with_interval("median", overall, bootstrap.median_statistic))
+  out.update(bootstrap.with_interval("never_flipped", np.isinf(overall)))
+  # The area is linear in the accuracies, so it is the mean of each example's own area.
+  out.update(bootstrap.with_interval("curve_area", _example_areas(overall, CURVE_BUDGETS)))
   out.update({f"accuracy_at/{b:g}": float(a)
               for b, a in zip(CURVE_BUDGETS, accuracies)})
   return out
+
+
+def _example_areas(flip_budgets, budgets):
+  """Per example, the normalized area under its own 0/1 accuracy-vs-budget curve; their mean is
+  `attacks.accuracy_vs_budget`'s area."""
+  budgets = np.asarray(budgets, np.float64)
+  survives = (np.asarray(flip_budgets)[None, :] > budgets[:, None]).astype(np.float64)
+  widths = np.diff(budgets)[:, None]
+  return np.sum(widths * (survives[1:] + survives[:-1]) / 2, axis=0) / (budgets[-1] - budgets[0])
 
 
 def adversarial_examples(logits_fn, images, labels, budget, rob, key, count):

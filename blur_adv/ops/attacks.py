@@ -493,14 +493,14 @@ def minimal_flip_families(logits_fn, images, labels, key, *, families=families_l
 # ----------------------------------------------------------------------------- summaries
 
 
-def worst_case_accuracy(logits_fn, images, labels, budget, key, *, families=families_lib.FAMILIES,
-                        batch_size=None, one_program=True, host_loop=True, **attack_kwargs):
-  """Accuracy under the per-example worst admissible blur of each family, and over all of them.
+def worst_case_correct(logits_fn, images, labels, budget, key, *, families=families_lib.FAMILIES,
+                       batch_size=None, one_program=True, host_loop=True, **attack_kwargs):
+  """Per example, whether it survives each family's worst admissible blur: `{key: (N,) bool}`.
 
-  An example counts as correct when it is classified correctly clean and the family's attack
-  does not flip it. Returns `{"clean": ..., family: ..., "all": ...}`; "all" counts an example
-  correct only if no family's attack flipped it. `attack_kwargs` go to `attack` (untargeted);
-  `batch_size`, `one_program` and `host_loop` as in `attack_families`.
+  An example is correct under a family when it is classified correctly clean and the family's
+  attack does not flip it. Keys: "clean", every family, and "all" (no family flipped it).
+  `attack_kwargs` go to `attack` (untargeted); `batch_size`, `one_program` and `host_loop` as in
+  `attack_families`.
   """
   if attack_kwargs.get("targeted"):
     raise ValueError("worst_case_accuracy is untargeted; targeted must be False")
@@ -509,11 +509,21 @@ def worst_case_accuracy(logits_fn, images, labels, budget, key, *, families=fami
                             **attack_kwargs)
   predict = lambda x: jnp.argmax(logits_fn(x), axis=-1)
   clean = _in_chunks(predict, (np.asarray(images),), batch_size) == np.asarray(labels)
-  correct = {family: clean & ~result.success for family, result in results.items()}
-  accuracy = {"clean": float(np.mean(clean))}
-  accuracy.update({family: float(np.mean(c)) for family, c in correct.items()})
-  accuracy["all"] = float(np.mean(functools.reduce(np.logical_and, correct.values())))
-  return accuracy
+  correct = {"clean": clean}
+  correct.update({family: clean & ~result.success for family, result in results.items()})
+  correct["all"] = functools.reduce(np.logical_and, list(correct.values()))
+  return correct
+
+
+def worst_case_accuracy(logits_fn, images, labels, budget, key, **kwargs):
+  """Accuracy under the per-example worst admissible blur of each family, and over all of them.
+
+  The means of `worst_case_correct` (same arguments): `{"clean": ..., family: ..., "all": ...}`;
+  "all" counts an example correct only if no family's attack flipped it.
+  """
+  return {name: float(np.mean(correct))
+          for name, correct in worst_case_correct(logits_fn, images, labels, budget, key,
+                                                  **kwargs).items()}
 
 
 def accuracy_vs_budget(flip_budgets, budgets):

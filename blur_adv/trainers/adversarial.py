@@ -13,7 +13,13 @@ projection (which would otherwise flatten its gradient once every kernel is clip
 - "network": the learned `adversary.KernelAdversary` (amortized: one forward pass per step);
 - "pgd": a per-example PGD-K attack on the classifier (`attacks.attack`), K = `pgd_steps`;
 - "random": random admissible kernels of the families (blur augmentation at the budget).
+
+How strong the adversary is, against a per-example reference attack on the current classifier,
+is measured periodically during training (`config.adversary.strength_every_steps`, see
+`trainers/strength.py`) through the trainer's `adversary` function.
 """
+
+import functools
 
 import flax
 import jax
@@ -36,7 +42,9 @@ from blur_adv.trainers.losses import cross_entropy
 
 KINDS = ("network", "pgd", "random")
 FIELDS = ("kind", "kernel_size", "families", "features", "noise_dim", "learning_rate",
-          "fidelity_weight", "clean_fraction", "update_every", "warmup_steps", "pgd_steps")
+          "fidelity_weight", "clean_fraction", "update_every", "warmup_steps", "pgd_steps",
+          "strength_every_steps", "strength_examples", "strength_attack_steps",
+          "strength_attack_restarts")
 
 
 def check_config(config):
@@ -51,6 +59,9 @@ def check_config(config):
   for name in ("features", "noise_dim", "update_every", "pgd_steps"):
     config_checks.check_int(field(name), adv[name])
   config_checks.check_int(field("warmup_steps"), adv.warmup_steps, minimum=0)
+  config_checks.check_int(field("strength_every_steps"), adv.strength_every_steps, minimum=0)
+  for name in ("strength_examples", "strength_attack_steps", "strength_attack_restarts"):
+    config_checks.check_int(field(name), adv[name])
   config_checks.check_number(field("learning_rate"), adv.learning_rate, 0, low_open=True)
   config_checks.check_number(field("fidelity_weight"), adv.fidelity_weight, 0)
   config_checks.check_number(field("clean_fraction"), adv.clean_fraction, 0, 1, high_open=True)
@@ -81,7 +92,8 @@ _reverse_gradient.defvjp(lambda x: (x, None), lambda _, g: (-g,))
 
 def _propose_kernels(adv, adversary_model, adversary_params, classifier_logits, images, labels,
                      budget, keys, attack_rng):
-  """Raw (not yet admissible) kernels `(B, k, k)` from the configured kind of adversary.
+  """Raw (not yet admissible) kernels `(B, k, k)` from the configured kind of adversary, and
+  the network's family mixture `(B, F)` (None for the other kinds).
 
   The network's proposals depend only on each example's key; the random starts of "pgd" and
   "random" are drawn per device, so those kinds depend on how the batch is split.
@@ -89,8 +101,7 @@ def _propose_kernels(adv, adversary_model, adversary_params, classifier_logits, 
   batch = images.shape[0]
   if adv.kind == "network":
     noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 0), (adv.noise_dim,)))(keys)
-    kernels, _ = adversary_model.apply({"params": adversary_params}, images, noise)
-    return kernels
+    return adversary_model.apply({"params": adversary_params}, images, noise)
   # The non-learned kinds draw one family per step (the same on every device), so a PGD step
   # costs one attack; lax.switch runs only the drawn family's branch.
   family_index = jax.random.randint(attack_rng, (), 0, len(adv.families))
@@ -103,7 +114,7 @@ def _propose_kernels(adv, adversary_model, adversary_params, classifier_logits, 
                                   steps=adv.pgd_steps).kernels
 
   kernels = lax.switch(family_index, [propose(family) for family in adv.families])
-  return lax.stop_gradient(kernels)
+  return lax.stop_gradient(kernels), None
 
 
 def _loss_gain(per_example, attacked):
@@ -137,6 +148,23 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
         extra={"adversary_params": adversary_params,
                "adversary_opt_state": adversary_tx.init(adversary_params)})
 
+  def plain_logits(state, x):
+    # The plain model (no test-time augmentation): the attack during training targets what
+    # is being trained.
+    return model.apply({"params": state.params, "batch_stats": state.batch_stats}, x,
+                       train=False)
+
+  def adversary(state: TrainState, images, labels, rng):
+    """The adversary's admissible kernels `(B, k, k)` for `images` as a train step with `rng`
+    would propose them (on one device), and its mean family mixture `(F,)` or None."""
+    keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(labels.shape[0]))
+    raw, mixture = _propose_kernels(
+        adv, adversary_model, state.extra["adversary_params"],
+        functools.partial(plain_logits, state), images, labels, config.budget, keys,
+        jax.random.fold_in(rng, 3))
+    alpha = budget_lib.admissible_alpha(images, blur_lib.blur(images, raw), config.budget)
+    return budget_lib.blend(raw, alpha), None if mixture is None else jnp.mean(mixture, axis=0)
+
   def train_step(state: TrainState, batch, rng):
     labels = batch["label"]
     keys = augmentation.example_keys(rng, labels.shape[0])
@@ -148,15 +176,11 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
     warm = state.step >= adv.warmup_steps  # before that: clean training, adversary idle
     use_blur = (adversarial & warm)[:, None, None, None]
 
-    def eval_logits(x):
-      # The plain model (no test-time augmentation): the attack during training targets what
-      # is being trained.
-      return model.apply({"params": state.params, "batch_stats": state.batch_stats}, x,
-                         train=False)
+    eval_logits = functools.partial(plain_logits, state)
 
     def losses(params, adversary_params):
-      raw = _propose_kernels(adv, adversary_model, adversary_params, eval_logits, images, labels,
-                             config.budget, keys, attack_rng)
+      raw, _ = _propose_kernels(adv, adversary_model, adversary_params, eval_logits, images,
+                                labels, config.budget, keys, attack_rng)
       blurred_raw = blur_lib.blur(images, raw)
       alpha = budget_lib.admissible_alpha(images, blurred_raw, config.budget)
       a = alpha[:, None, None, None]
@@ -207,4 +231,5 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
         fidelity=aux["fidelity"][None])
     return new_state, sum_over_devices(step_metrics)
 
-  return Trainer(init_state=init_state, train_step=train_step, eval_step=classifier_eval_step)
+  return Trainer(init_state=init_state, train_step=train_step, eval_step=classifier_eval_step,
+                 adversary=adversary)

@@ -51,6 +51,9 @@ class Trainer:
   init_state: Callable[[jax.Array, jax.Array], TrainState]
   train_step: Callable[..., tuple[TrainState, metrics.Collection]]  # (state, batch, rng)
   eval_step: Callable[..., metrics.Collection]  # (state, batch)
+  # Trainers with a blur adversary: (state, images, labels, rng) -> (admissible kernels
+  # (B, k, k), mean family mixture (F,) or None), on one device; see trainers/strength.py.
+  adversary: Callable[..., Any] | None = None
 
 
 TRAINERS: Registry[Callable[..., Trainer]] = Registry("trainer", field="trainer")
