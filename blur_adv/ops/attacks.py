@@ -1,8 +1,10 @@
 """Worst-case blur under an SSIM budget: per-example attacks over a kernel family's parameters.
 
 Everything here is a pure function of `logits_fn(images) -> logits` and arrays, so it can run
-inside a jitted / pmapped / shard_mapped train step on each device. `logits_fn` is a static
-argument of the jitted entry points: pass the same function object to reuse compilations.
+inside a jitted / pmapped / shard_mapped train step on each device. `logits_fn` reaches the
+jitted entry points as a pytree (`jax.tree_util.Partial`): a plain function is keyed by its identity
+(pass the same function object to reuse compilations), while `Partial(f, variables)` with a fixed
+`f` makes `variables` traced arguments, so new weights reuse the compiled attack.
 
 Each family is searched through unconstrained variables `raw` mapped onto bounded parameter
 ranges sized to the kernel window (so the kernel never outgrows it and sign steps have a fixed
@@ -79,8 +81,15 @@ def _select(mask, new, old):
       lambda a, b: jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b), new, old)
 
 
-_STATIC = ("logits_fn", "families", "size", "steps", "optimizer", "loss", "targeted", "padding",
+_STATIC = ("families", "size", "steps", "optimizer", "loss", "targeted", "padding",
            "bisection_steps", "ssim_fn")
+
+
+def as_pytree(logits_fn):
+  """`logits_fn` as a pytree argument of a jitted function (see the module docstring)."""
+  if isinstance(logits_fn, jax.tree_util.Partial):
+    return logits_fn
+  return jax.tree_util.Partial(logits_fn)
 
 
 def _check_count(name, value, minimum):
@@ -169,7 +178,8 @@ def attack(logits_fn, images, labels, budget, key, *, family, size=7, steps=10, 
                                       loss, bisection_steps)
   budget = budget_lib.check_budget(budget, images.shape[0])  # validates concrete values
   starts = random_starts(key, family, images.shape[0], size, restarts)
-  return _attack(logits_fn, images, labels, budget, starts, 0, step_size, families=(family,),
+  return _attack(as_pytree(logits_fn), images, labels, budget, starts, 0, step_size,
+                 families=(family,),
                  size=size, steps=steps, optimizer=optimizer, loss=loss, targeted=targeted,
                  padding=padding, bisection_steps=bisection_steps, ssim_fn=ssim_fn)
 
@@ -216,7 +226,7 @@ def _result(images, best, ssim_fn):
   return AttackResult(kernels, attacked, value, success, ssim_fn(images, attacked))
 
 
-_STEP_STATIC = ("logits_fn", "families", "size", "optimizer", "loss", "targeted", "padding",
+_STEP_STATIC = ("families", "size", "optimizer", "loss", "targeted", "padding",
                 "bisection_steps", "ssim_fn")
 
 
@@ -262,7 +272,8 @@ def _attack_on_host(logits_fn, images, labels, budget, starts, family_index, ste
     raw = jnp.asarray(starts[:, r])
     carry = (raw, _transform(optimizer, step_size).init(raw), best)
     for _ in range(steps + 1):
-      carry = _ascend_jit(logits_fn, images, labels, budget, family_index, step_size, carry,
+      carry = _ascend_jit(as_pytree(logits_fn), images, labels, budget, family_index, step_size,
+                          carry,
                           **statics)
     best = carry[2]
   return _result_jit(images, best, ssim_fn=ssim_fn)
@@ -301,7 +312,7 @@ def minimal_flip_budget(logits_fn, images, labels, key, *, family, size=7, steps
                                       loss, bisection_steps)
   starts = random_starts(key, family, images.shape[0], size, restarts)
   return _minimal_flip_budget(
-      logits_fn, images, labels, starts, 0, min_budget, step_size, search_steps=search_steps,
+      as_pytree(logits_fn), images, labels, starts, 0, min_budget, step_size, search_steps=search_steps,
       families=(family,), size=size, steps=steps, optimizer=optimizer, loss=loss,
       targeted=targeted, padding=padding, bisection_steps=bisection_steps, ssim_fn=ssim_fn)
 
@@ -365,7 +376,7 @@ def _minimal_flip_budget(logits_fn, images, labels, starts, family_index, min_bu
 _probe_budget_jit = jax.jit(_probe_budget)
 _after_probe_jit = jax.jit(_after_probe)
 _flip_result_jit = jax.jit(_flip_result, static_argnames=("size",))
-_clean_success_jit = jax.jit(_clean_success, static_argnames=("logits_fn", "targeted"))
+_clean_success_jit = jax.jit(_clean_success, static_argnames=("targeted",))
 
 
 def _minimal_flip_on_host(logits_fn, images, labels, starts, family_index, min_budget, step_size,
@@ -377,8 +388,8 @@ def _minimal_flip_on_host(logits_fn, images, labels, starts, family_index, min_b
     result = _attack_on_host(logits_fn, images, labels, middle, starts, family_index, step_size,
                              families=families, size=size, targeted=targeted, **attack_statics)
     carry = _after_probe_jit(carry, middle, result)
-  return _flip_result_jit(_clean_success_jit(logits_fn, images, labels, targeted), carry,
-                          size=size)
+  return _flip_result_jit(_clean_success_jit(as_pytree(logits_fn), images, labels, targeted),
+                          carry, size=size)
 
 
 # ----------------------------------------------------------------------------- many families, in
@@ -459,7 +470,7 @@ def attack_families(logits_fn, images, labels, budget, key, *, families=families
                            restarts, _raw_width(traced, size))
     driver = _attack_on_host if host_loop else _attack
     run = lambda x, y, b, s, fi=family_index, t=traced, f=driver: f(
-        logits_fn, x, y, b, s, fi, step_size, families=t, size=size, **kwargs)
+        as_pytree(logits_fn), x, y, b, s, fi, step_size, families=t, size=size, **kwargs)
     results[family] = AttackResult(*_in_chunks(run, (images, labels, budget, np.asarray(starts)),
                                                batch_size))
   return results
@@ -483,7 +494,7 @@ def minimal_flip_families(logits_fn, images, labels, key, *, families=families_l
                            restarts, _raw_width(traced, size))
     driver = _minimal_flip_on_host if host_loop else _minimal_flip_budget
     run = lambda x, y, s, fi=family_index, t=traced, f=driver: f(
-        logits_fn, x, y, s, fi, min_budget, step_size, search_steps=search_steps, families=t,
+        as_pytree(logits_fn), x, y, s, fi, min_budget, step_size, search_steps=search_steps, families=t,
         size=size, **kwargs)
     results[family] = FlipResult(*_in_chunks(run, (images, labels, np.asarray(starts)),
                                              batch_size))
