@@ -10,7 +10,6 @@ import sys
 from typing import Any
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 
@@ -57,12 +56,9 @@ def main(argv):
 def _define_flags(flag_values=FLAGS, argv=None):
   """The command line's flags, in `flag_values`; `argv` (default sys.argv) is where the config's
   `--config.*` overrides are looked for. Tests parse README's commands with their own pair."""
-  config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True,
-                                  flag_values=flag_values, sys_argv=argv)
-  flags.DEFINE_string("workdir", None, "Directory holding the run's checkpoints (local or gs://).",
-                      flag_values=flag_values)
-  flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
-
+  from blur_adv import main  # pylint: disable=g-import-not-at-top  (flags only: no JAX)
+  main.define_experiment_flags("Directory holding the run's checkpoints (local or gs://).",
+                               flag_values, argv)
 
 if __name__ == "__main__":
   _define_flags()

@@ -13,13 +13,20 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 
 
+def define_experiment_flags(workdir_help: str, flag_values=FLAGS, argv=None):
+  """`--config` (with its `--config.*` overrides, looked for in `argv`, default sys.argv) and
+  `--workdir`, both required: what `main` and `evaluate` share."""
+  config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True,
+                                  flag_values=flag_values, sys_argv=argv)
+  flags.DEFINE_string("workdir", None, workdir_help, flag_values=flag_values)
+  flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
+
+
 def _define_flags(flag_values=FLAGS, argv=None):
   """The command line's flags, in `flag_values`; `argv` (default sys.argv) is where the config's
   `--config.*` overrides are looked for. Tests parse README's commands with their own pair."""
-  config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True,
-                                  flag_values=flag_values, sys_argv=argv)
-  flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics (local or gs://).",
-                      flag_values=flag_values)
+  define_experiment_flags("Directory for checkpoints and metrics (local or gs://).", flag_values,
+                          argv)
   flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).",
                       flag_values=flag_values)
   flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).",
@@ -28,7 +35,6 @@ def _define_flags(flag_values=FLAGS, argv=None):
                        flag_values=flag_values)
   flags.DEFINE_bool("distributed", False, "Initialize jax.distributed from the environment.",
                     flag_values=flag_values)
-  flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
 
 
 def _quiet_orbax(record) -> bool:
