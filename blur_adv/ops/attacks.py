@@ -312,9 +312,9 @@ def minimal_flip_budget(logits_fn, images, labels, key, *, family, size=7, steps
                                       loss, bisection_steps)
   starts = random_starts(key, family, images.shape[0], size, restarts)
   return _minimal_flip_budget(
-      as_pytree(logits_fn), images, labels, starts, 0, min_budget, step_size, search_steps=search_steps,
-      families=(family,), size=size, steps=steps, optimizer=optimizer, loss=loss,
-      targeted=targeted, padding=padding, bisection_steps=bisection_steps, ssim_fn=ssim_fn)
+      as_pytree(logits_fn), images, labels, starts, 0, min_budget, step_size,
+      search_steps=search_steps, families=(family,), size=size, steps=steps, optimizer=optimizer,
+      loss=loss, targeted=targeted, padding=padding, bisection_steps=bisection_steps, ssim_fn=ssim_fn)
 
 
 def _flip_start(images, size, min_budget):
@@ -462,6 +462,7 @@ def attack_families(logits_fn, images, labels, budget, key, *, families=families
   """
   families, images, labels, kwargs, step_size = _prepare(families, images, labels, size, restarts,
                                                          attack_kwargs)
+  logits_fn = as_pytree(logits_fn)  # Once: every chunk then hits the same compiled step.
   budget = np.asarray(budget_lib.check_budget(budget, images.shape[0]))
   results = {}
   for index, (family, (traced, family_index)) in enumerate(
@@ -470,7 +471,7 @@ def attack_families(logits_fn, images, labels, budget, key, *, families=families
                            restarts, _raw_width(traced, size))
     driver = _attack_on_host if host_loop else _attack
     run = lambda x, y, b, s, fi=family_index, t=traced, f=driver: f(
-        as_pytree(logits_fn), x, y, b, s, fi, step_size, families=t, size=size, **kwargs)
+        logits_fn, x, y, b, s, fi, step_size, families=t, size=size, **kwargs)
     results[family] = AttackResult(*_in_chunks(run, (images, labels, budget, np.asarray(starts)),
                                                batch_size))
   return results
@@ -487,6 +488,7 @@ def minimal_flip_families(logits_fn, images, labels, key, *, families=families_l
   _check_flip_args(search_steps, min_budget)
   families, images, labels, kwargs, step_size = _prepare(families, images, labels, size, restarts,
                                                          attack_kwargs)
+  logits_fn = as_pytree(logits_fn)  # Once: every chunk then hits the same compiled step.
   results = {}
   for index, (family, (traced, family_index)) in enumerate(
       _family_programs(families, one_program).items()):
@@ -494,7 +496,7 @@ def minimal_flip_families(logits_fn, images, labels, key, *, families=families_l
                            restarts, _raw_width(traced, size))
     driver = _minimal_flip_on_host if host_loop else _minimal_flip_budget
     run = lambda x, y, s, fi=family_index, t=traced, f=driver: f(
-        as_pytree(logits_fn), x, y, s, fi, min_budget, step_size, search_steps=search_steps, families=t,
+        logits_fn, x, y, s, fi, min_budget, step_size, search_steps=search_steps, families=t,
         size=size, **kwargs)
     results[family] = FlipResult(*_in_chunks(run, (images, labels, np.asarray(starts)),
                                              batch_size))

@@ -99,13 +99,19 @@ def _jitted_eval_logits(apply_fn):
   return jax.jit(_eval_logits(apply_fn))
 
 
+@functools.lru_cache(maxsize=None)
+def _jitted(fn):
+  """One `jax.jit` per function, so that repeated measurements reuse its compilation."""
+  return jax.jit(fn)
+
+
 def measure(config, trainer, host_state, images, labels) -> dict[str, float]:
   """`adversary/...` numbers of `host_state` (one device's, unreplicated) on the probe batch."""
   adv = config.adversary
   variables = {"params": host_state.params, "batch_stats": host_state.batch_stats}
   logits_fn = jax.tree_util.Partial(_eval_logits(host_state.apply_fn), variables)
   predict = functools.partial(_jitted_eval_logits(host_state.apply_fn), variables)
-  kernels, mixture = jax.jit(trainer.adversary)(
+  kernels, mixture = _jitted(trainer.adversary)(
       host_state, images, labels, jax.random.PRNGKey(config.seed + _ADVERSARY_SEED))
   attacked_logits = predict(blur_lib.blur(images, kernels))
   reference_loss, reference_wrong = reference_attack(
