@@ -314,7 +314,8 @@ def minimal_flip_budget(logits_fn, images, labels, key, *, family, size=7, steps
   return _minimal_flip_budget(
       as_pytree(logits_fn), images, labels, starts, 0, min_budget, step_size,
       search_steps=search_steps, families=(family,), size=size, steps=steps, optimizer=optimizer,
-      loss=loss, targeted=targeted, padding=padding, bisection_steps=bisection_steps, ssim_fn=ssim_fn)
+      loss=loss, targeted=targeted, padding=padding, bisection_steps=bisection_steps,
+      ssim_fn=ssim_fn)
 
 
 def _flip_start(images, size, min_budget):
