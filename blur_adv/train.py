@@ -13,10 +13,11 @@ from typing import Any
 import jax
 import numpy as np
 from absl import logging
+from clu import parameter_overview
 from jax.experimental import multihost_utils
 
 from blur_adv import experiment as experiment_lib
-from blur_adv import jsonio, paths
+from blur_adv import jsonio, paths, writers
 from blur_adv.defense import init as defense_init
 from blur_adv.evaluators import base as evaluators
 from blur_adv.trainers import strength
@@ -81,15 +82,10 @@ def train_and_evaluate(config, workdir: str) -> Any:
   """Trains `config` in `workdir` (resuming if possible); returns the final host state."""
   start_time = time.time()
   exp = experiment_lib.setup(config, workdir)  # Validates the config first.
-  # Imported here: clu's writers import TensorFlow (seconds), which a bad config need not wait for.
-  # pylint: disable-next=g-import-not-at-top
-  from clu import metric_writers, parameter_overview, periodic_actions
   dp = exp.parallel
   is_chief = jax.process_index() == 0
   # TensorBoard events and log lines from process 0 only; other processes stay silent.
-  # TensorBoard's writer takes local and gs:// paths alike.
-  writer = (metric_writers.create_default_writer(str(workdir)) if is_chief
-            else metric_writers.MultiWriter([]))
+  writer = writers.create_writer(str(workdir), is_chief)
   writer.write_hparams({k: v for k, v in config.items() if not hasattr(v, "items")})
 
   host_state, train_rng, position = exp.init_state, exp.train_rng, 0
@@ -108,9 +104,7 @@ def train_and_evaluate(config, workdir: str) -> Any:
   train_step = dp.wrap_train_step(exp.trainer.train_step)
   eval_step = dp.wrap_eval_step(exp.trainer.eval_step)
   train_iter = exp.train_iterator(position)
-  progress = periodic_actions.ReportProgress(  # steps/s and ETA.
-      num_train_steps=exp.total_steps, writer=writer, every_steps=config.log_every_steps,
-      every_secs=None)
+  progress = writers.ProgressReporter(exp.total_steps, writer, config.log_every_steps)
   watcher = PreemptionWatcher()
 
   def evaluate(step: int) -> dict[str, float]:
@@ -146,7 +140,7 @@ def train_and_evaluate(config, workdir: str) -> Any:
         summary.update(step=step, **{f"train/{k}": v for k, v in train_values.items()})
         train_metrics = None
       if is_last or step % config.eval_every_steps == 0:
-        with progress.timed("eval", wait_jax_async_dispatch=False):
+        with progress.timed("eval"):
           summary.update(step=step, **{f"eval/{k}": v for k, v in evaluate(step).items()})
       if strength.due(config, exp.trainer, step, is_last):  # The adversary against a reference.
         values = strength.measure(config, exp.trainer, dp.unreplicate(state), *probe)
@@ -171,6 +165,7 @@ def train_and_evaluate(config, workdir: str) -> Any:
     previous = jsonio.read_json(summary_path)  # Keep the training run's time and train metrics.
     summary = {**previous, **summary,
                "wall_time_s": previous.get("wall_time_s", summary["wall_time_s"])}
+  writer.close()
   if is_chief:
     jsonio.write_json(summary_path, summary)
   if "eval/clean/accuracy" in summary and not summary.get("preempted"):

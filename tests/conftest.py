@@ -10,6 +10,12 @@ temporary directory made by the controlling process (workers and subprocesses in
 the environment) and removed at the end: every run starts cold, nothing outlives the session.
 `BLUR_ADV_TEST_JAX_CACHE=DIR` keeps the cache in DIR instead (kept afterwards: repeated local
 runs start warm); `BLUR_ADV_TEST_JAX_CACHE=off` disables it.
+
+For the same reason the session (and its subprocesses) sets JAX's `jax_disable_most_optimizations`:
+XLA then skips most of its optimization passes, which on the suite's tiny shapes cost far more than
+they save (the defense-sweep test: 117 -> 70 s of CPU, identical results table). Semantics do not
+change; exactness tests compare runs made under the same setting. `BLUR_ADV_TEST_XLA_OPTIMIZE=1`
+runs the suite fully optimized instead.
 """
 import os
 import shutil
@@ -53,8 +59,19 @@ _SHARED_ENV = "BLUR_ADV_TEST_SHARED_DIR"
 _made_shared_dir = None
 
 
+def _compile_cheaply():
+  """Most XLA optimizations off, in this process and (through os.environ) its children."""
+  if os.environ.get("BLUR_ADV_TEST_XLA_OPTIMIZE") == "1":
+    return
+  os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
+  if "jax" in sys.modules:
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.config.update("jax_disable_most_optimizations", True)
+
+
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: a test that takes more than ~30 s on 2 CPU cores.")
+  _compile_cheaply()
   global _made_cache_dir, _made_shared_dir
   if not os.environ.get(_SHARED_ENV):  # The controller: one directory for this session's workers.
     _made_shared_dir = tempfile.mkdtemp(prefix="blur_adv_test_shared_")

@@ -88,14 +88,17 @@ def test_blur_adv_has_no_import_cycle():
   assert cycle is None, " -> ".join(cycle)
 
 
-def test_package_and_configs_import_no_jax_and_validation_no_tensorflow():
+def test_package_and_configs_import_no_jax_and_training_no_tensorflow():
   code = ("import sys\n"
           "import blur_adv\n"
           "from configs import default\n"
           "default.get_config()\n"
           "heavy = [m for m in ('jax', 'flax', 'orbax', 'optax') if m in sys.modules]\n"
           "assert not heavy, heavy\n"
-          "import blur_adv.experiment, blur_adv.train\n"
+          "import blur_adv.experiment, blur_adv.train, tempfile\n"
+          "from blur_adv import writers\n"  # Training writes TensorBoard events without TF.
+          "w = writers.create_writer(tempfile.mkdtemp(), is_chief=True)\n"
+          "w.write_hparams({'lr': 0.1}); w.write_scalars(1, {'loss': 1.0}); w.close()\n"
           "assert 'tensorflow' not in sys.modules\n")
   result = run_python(["-c", code], timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]

@@ -18,14 +18,33 @@ def read_json(path):
     return json.load(f)
 
 
+def _tensorboard_scalars(logdir):
+  """{tag: {step: value}} of every event file in `logdir` (tags without a value map to {})."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  scalars = {}
+  for name in os.listdir(logdir):
+    if name.startswith("events.out.tfevents"):
+      for event in tf.compat.v1.train.summary_iterator(str(logdir / name)):
+        for value in event.summary.value:
+          steps = scalars.setdefault(value.tag, {})
+          if value.HasField("simple_value"):
+            steps[event.step] = value.simple_value
+  return scalars
+
+
 def test_digits_end_to_end_then_evaluate(tiny_config, tmp_path):
   state = train.train_and_evaluate(tiny_config, str(tmp_path))
   assert int(state.step) == tiny_config.num_train_steps
   final = read_json(tmp_path / "final_metrics.json")
   assert final["step"] == 12 and 0 <= final["eval/clean/accuracy"] <= 1
   assert final["eval/clean/accuracy"] > 0.2  # Chance is 0.1; 12 small steps already learn.
-  assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path))
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["12", "4", "8"]
+  # TensorBoard events, read back by TensorFlow's own reader (which checks every record's CRC).
+  scalars = _tensorboard_scalars(tmp_path)
+  assert scalars["eval/clean/accuracy"][12] == pytest.approx(final["eval/clean/accuracy"])
+  assert scalars["train/loss"][12] == pytest.approx(final["train/loss"])
+  assert sorted(scalars["train/loss"]) == list(range(4, 13, 4))  # log_every_steps=4
+  assert "steps_per_sec" in scalars and "_hparams_/session_start_info" in scalars
 
   results = evaluate.evaluate_checkpoint(tiny_config, str(tmp_path))
   assert read_json(tmp_path / "eval.json") == results

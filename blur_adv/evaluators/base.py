@@ -15,6 +15,7 @@ from typing import Any, Callable
 import jax
 
 from blur_adv import data
+from blur_adv.ops import attacks
 from blur_adv.registry import Registry
 
 
@@ -55,12 +56,13 @@ class Inputs:
   def predict(self) -> Callable:
     """A jitted single-device `images -> logits` of the classifier (eval mode).
 
-    One function object per evaluation, so the attacks (where it is a static argument) compile
-    once for every evaluator that uses it.
+    One object per evaluation, with the weights as pytree leaves (`attacks.model_logits_fn`), so
+    the attacks compile once for every evaluator that uses it, and once for every checkpoint of
+    the same architecture.
     """
     host = self._parallel.unreplicate(self._state)
     variables = {"params": host.params, "batch_stats": host.batch_stats}
-    return jax.jit(lambda x: host.apply_fn(variables, x, train=False))
+    return attacks.model_logits_fn(host.apply_fn, variables)
 
 
 def _section(evaluator: Evaluator, config):

@@ -85,6 +85,19 @@ _STATIC = ("families", "size", "steps", "optimizer", "loss", "targeted", "paddin
            "bisection_steps", "ssim_fn")
 
 
+@functools.lru_cache(maxsize=None)
+def _jitted_eval_apply(apply_fn):
+  return jax.jit(lambda variables, images: apply_fn(variables, images, train=False))
+
+
+def model_logits_fn(apply_fn, variables) -> jax.tree_util.Partial:
+  """`images -> logits` of a Flax model in eval mode, jitted, as a pytree whose leaves are
+  `variables`. Attacks compiled for it take the weights as arguments: one compilation serves
+  every checkpoint of an architecture (in this process, and through JAX's persistent cache in
+  the next), and XLA never folds the weights in as constants."""
+  return jax.tree_util.Partial(_jitted_eval_apply(apply_fn), variables)
+
+
 def as_pytree(logits_fn):
   """`logits_fn` as a pytree argument of a jitted function (see the module docstring)."""
   if isinstance(logits_fn, jax.tree_util.Partial):

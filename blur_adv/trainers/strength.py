@@ -14,8 +14,8 @@ reference's: about 1 when the amortized adversary finds what a per-example searc
 when it barely blurs where it matters. Both attack the classifier as evaluated
 (`state.apply_fn`, so with the configured test-time augmentation), in eval mode.
 
-The classifier reaches the attacks as `Partial(eval-mode apply, variables)` with one function per
-`apply_fn`, so the weights are traced arguments: the reference attack compiles at the first
+The classifier reaches the attacks as `attacks.model_logits_fn` (the variables are pytree
+leaves), so the weights are traced arguments: the reference attack compiles at the first
 measurement only, and later ones reuse it.
 """
 from __future__ import annotations
@@ -88,18 +88,6 @@ def reference_attack(logits_fn, images, labels, budget, key, adv):
 
 
 @functools.lru_cache(maxsize=None)
-def _eval_logits(apply_fn):
-  """One eval-mode logits function `(variables, images) -> logits` per model, so that compiled
-  attacks are reused across measurements."""
-  return lambda variables, images: apply_fn(variables, images, train=False)
-
-
-@functools.lru_cache(maxsize=None)
-def _jitted_eval_logits(apply_fn):
-  return jax.jit(_eval_logits(apply_fn))
-
-
-@functools.lru_cache(maxsize=None)
 def _jitted(fn):
   """One `jax.jit` per function, so that repeated measurements reuse its compilation."""
   return jax.jit(fn)
@@ -109,8 +97,7 @@ def measure(config, trainer, host_state, images, labels) -> dict[str, float]:
   """`adversary/...` numbers of `host_state` (one device's, unreplicated) on the probe batch."""
   adv = config.adversary
   variables = {"params": host_state.params, "batch_stats": host_state.batch_stats}
-  logits_fn = jax.tree_util.Partial(_eval_logits(host_state.apply_fn), variables)
-  predict = functools.partial(_jitted_eval_logits(host_state.apply_fn), variables)
+  predict = logits_fn = attacks.model_logits_fn(host_state.apply_fn, variables)
   kernels, mixture = _jitted(trainer.adversary)(
       host_state, images, labels, jax.random.PRNGKey(config.seed + _ADVERSARY_SEED))
   attacked_logits = predict(blur_lib.blur(images, kernels))
