@@ -90,3 +90,17 @@ def test_plots_and_saved_rows_read_and_write_a_bucket_workdir(bucket, tmp_path):
   assert (row / "checkpoints" / "7" / "state" / "data").read_bytes() == b"weights"
   assert json.loads((row / "eval.json").read_text()) == results
   assert (row / "command.sh").read_text().splitlines()[1] == "python -m blur_adv.main ..."
+
+
+def test_tensorboard_events_go_through_epath_and_only_from_the_chief(bucket, tmp_path):
+  from blur_adv import writers  # pylint: disable=g-import-not-at-top
+  silent = writers.create_writer(f"{ROOT}/run", is_chief=False)
+  silent.write_scalars(1, {"train/loss": 0.5})
+  silent.close()
+  assert not (tmp_path / "bucket" / "run").exists()
+  writer = writers.create_writer(f"{ROOT}/run", is_chief=True)
+  writer.write_scalars(3, {"train/loss": 0.5})
+  writer.close()
+  files = os.listdir(tmp_path / "bucket" / "run")
+  assert len(files) == 1 and files[0].startswith("events.out.tfevents.")
+  assert (tmp_path / "bucket" / "run" / files[0]).stat().st_size > 0
