@@ -1,4 +1,4 @@
-"""A fast CIFAR-10 recipe for 2 CPU cores: a patch-whitened conv net, 5 epochs, test-time flips.
+"""A fast CIFAR-10 recipe for 2 CPU cores: a patch-whitened conv net, 5.5 epochs, test-time flips.
 
 Built from the CIFAR-10 speedrun facts (Jordan, 2024, "airbench"): a frozen 2x2 patch-whitening
 first layer, three conv groups of widths 64/128/128 with scale-free BatchNorm, label smoothing
@@ -30,7 +30,7 @@ def get_config(arg: str | None = None):
   config.tta = "flip_translate"
   config.batch_size = 256
   config.eval_batch_size = 500
-  config.num_epochs = 5.0
+  config.num_epochs = 5.5  # What 20 minutes buy on 2 CPU cores: 962 steps, 18.6 min measured.
   config.optimizer = "sgd"
   config.lr_schedule = "triangular"
   config.warmup_epochs = 0.23 * config.num_epochs  # The schedule peaks at 23% of the run.
