@@ -71,12 +71,13 @@ def test_defense_sweep_runs_every_defense_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, launch", [("budget", "inline"), ("family", "local"),
+@pytest.mark.parametrize("name, launch", [("budget", "inline"), ("family", "inline"),
                                           ("adversary", "local"), ("inner_steps", "inline")])
 def test_other_sweeps_run_end_to_end(name, launch, tmp_path):
-  """One setting each (their runs differ only in override values, all checked above); two go
-  through the subprocess launcher, whose flags must parse a string and a tuple override. Only the
-  evaluators the test reads (the defense sweep above runs all four)."""
+  """One setting each (their runs differ only in override values, all checked above); one goes
+  through the subprocess launcher, whose flags must parse a string override (its run's trainer)
+  and a tuple one (`--config.evaluators`). Only the evaluators the test reads (the defense sweep
+  above runs all four)."""
   first = sweep.SWEEPS[name][0][0]
   result = _run_sweep(name, tmp_path, launch=launch, only=first, evaluators="clean,worst_case")
   assert result.returncode == 0, result.stderr[-3000:]
