@@ -12,8 +12,6 @@ import dataclasses
 import functools
 from typing import Any, Callable
 
-import jax
-
 from blur_adv import data
 from blur_adv.ops import attacks
 from blur_adv.registry import Registry
