@@ -1,6 +1,8 @@
 """Throughput of the clean train step vs. a plain hand-written flax+optax step.
 
   python benchmarks/train_bench.py [--model=resnet20 --batch_size=128 --image_size=32]
+  python benchmarks/train_bench.py --model=whitened_convnet \
+      --model_kwargs='{"widths": [64, 128, 128], "activation": "relu"}' --batch_size=256  # fast
 
 Both steps train the same model with the same optimizer on the same
 device-resident batch; ours runs the registry trainer's per-device step
@@ -12,6 +14,7 @@ cores), the ratios of both to the plain step, and the first-call (compile +
 run) time.
 """
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -23,6 +26,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from blur_adv import components  # pylint: disable=unused-import  (registers every model)
 from blur_adv import models, optim, parallel, trainers
 from blur_adv.trainers import adversarial as adversarial_trainer
 
@@ -32,7 +36,7 @@ from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-
 
 def bench_config(args) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict(dict(
-      model=args.model, model_kwargs={}, learning_rate=0.1, batch_size=args.batch_size,
+      model=args.model, model_kwargs=json.loads(args.model_kwargs), learning_rate=0.1, batch_size=args.batch_size,
       warmup_epochs=0.0, optimizer="sgd", momentum=0.9, weight_decay=5e-4, label_smoothing=0.0))
   # The adversarial steps use the default experiment's adversary and budget.
   config.budget = default.get_config().budget
@@ -83,11 +87,15 @@ def make_runners(args):
   for mode in parallel.MODES:
     add(f"blur_adv {mode}", trainer, mode)
   if args.adversarial:
-    for kind, k in [("network", None)] + [("pgd", k) for k in args.pgd_steps]:
+    variants = ([("adversarial network", {})]
+                + [(f"adversarial network+refine-{k}x{args.refine_linear_steps}",
+                    {"refine_steps": k, "refine_linear_steps": args.refine_linear_steps})
+                   for k in args.refine_steps]
+                + [(f"adversarial PGD-{k}", {"kind": "pgd", "pgd_steps": k})
+                   for k in args.pgd_steps])
+    for name, fields in variants:
       adv_config = bench_config(args)
-      adv_config.adversary.kind = kind
-      adv_config.adversary.pgd_steps = k or 1
-      name = "adversarial network" if kind == "network" else f"adversarial PGD-{k}"
+      adv_config.adversary.update(fields)
       add(name, adversarial_trainer.adversarial_trainer(adv_config, 10, 10_000, 100), "shard_map")
 
   model = models.create_model(args.model, 10)
@@ -111,12 +119,17 @@ def make_runners(args):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--model", default="resnet20")
+  parser.add_argument("--model_kwargs", default="{}", help="The model's kwargs, as JSON.")
   parser.add_argument("--batch_size", type=int, default=128)
   parser.add_argument("--image_size", type=int, default=32)
   parser.add_argument("--steps", type=int, default=5, help="Steps per timed round.")
   parser.add_argument("--rounds", type=int, default=5)
   parser.add_argument("--adversarial", type=int, default=1, help="Also time adversarial steps.")
   parser.add_argument("--pgd_steps", type=int, nargs="*", default=[1, 3])
+  parser.add_argument("--refine_steps", type=int, nargs="*", default=[1, 2],
+                      help="Network adversary + this many refinement gradients (attacks.refine).")
+  parser.add_argument("--refine_linear_steps", type=int, default=4,
+                      help="Linearized steps per refinement gradient.")
   args = parser.parse_args()
 
   runners = make_runners(args)
@@ -138,13 +151,13 @@ def main():
   print(f"\n{args.model}, batch {args.batch_size}, {args.image_size}x{args.image_size}, "
         f"{jax.device_count()} {jax.default_backend()} device(s), {args.rounds} rounds x "
         f"{args.steps} steps")
-  print(f"| {'step':<22} | {'best img/s':>10} | {'median img/s':>12} | {'img/CPU-s':>9} "
+  print(f"| {'step':<30} | {'best img/s':>10} | {'median img/s':>12} | {'img/CPU-s':>9} "
         f"| {'best vs plain':>13} | {'CPU vs plain':>12} | {'first step (s)':>14} |")
-  print(f"|{'-' * 24}|{'-' * 12}|{'-' * 14}|{'-' * 11}|{'-' * 15}|{'-' * 14}|{'-' * 16}|")
+  print(f"|{'-' * 32}|{'-' * 12}|{'-' * 14}|{'-' * 11}|{'-' * 15}|{'-' * 14}|{'-' * 16}|")
   for name in runners:
     best, median = max(rates[name]), statistics.median(rates[name])
     cpu = statistics.median(cpu_rates[name])
-    print(f"| {name:<22} | {best:>10.1f} | {median:>12.1f} | {cpu:>9.1f} "
+    print(f"| {name:<30} | {best:>10.1f} | {median:>12.1f} | {cpu:>9.1f} "
           f"| {best / best_plain:>13.3f} | {cpu / cpu_plain:>12.3f} | {compile_s[name]:>14.2f} |")
   clean = "blur_adv shard_map"
   for name in runners:

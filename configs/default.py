@@ -49,10 +49,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.adversary.noise_dim = 8
   config.adversary.learning_rate = 1e-3
   config.adversary.fidelity_weight = 1.0  # Pull raw kernels to the budget boundary.
-  config.adversary.clean_fraction = 0.5  # Share of each batch left clean.
+  config.adversary.clean_fraction = 0.5  # Share of each batch left clean (evenly spread rows).
   config.adversary.update_every = 1  # Adversary steps per classifier step: 1 / update_every.
   config.adversary.warmup_steps = 0  # Clean training first.
   config.adversary.pgd_steps = 5  # K, for kind 'pgd'.
+  # Per-example refinement of any kind's kernels (attacks.refine): sign ascent on free-form logits
+  # from the proposal with `refine_steps` classifier gradients (each one forward and input-gradient
+  # pass over the attacked examples), each followed by `refine_linear_steps` steps on the loss
+  # linearized in the attacked image (each a blur and an SSIM projection: cheap).
+  config.adversary.refine_steps = 0
+  config.adversary.refine_linear_steps = 1
+  config.adversary.refine_step_size = 0.1  # In the attacks' raw units (free-form logits: 10x).
   # Adversary strength (blur_adv/trainers/strength.py), every `strength_every_steps` steps and at
   # the end (0 = never): on the first `strength_examples` training images, the adversary's loss
   # gain and flip rate against those of the per-example attack over all its families

@@ -31,6 +31,16 @@ from blur_adv import jsonio
 from blur_adv.ops.families import FAMILIES
 
 
+# The strong adversary: the network's proposal refined per example (trainers/adversarial.py).
+STRONG = {"trainer": "adversarial", "adversary.refine_steps": 1,
+          "adversary.refine_linear_steps": 4, "adversary.refine_step_size": 0.1}
+AUGMENT, CONSISTENCY = {"defense.augment_probability": 0.5}, {"defense.consistency_weight": 1.0}
+
+
+def _seeds(name, overrides, seeds=(0, 1)):
+  return [(f"{name}_seed{s}", {**overrides, "seed": s}) for s in seeds]
+
+
 # sweep name -> list of (run name, {config field: value}); values are Python literals.
 SWEEPS = {
     "budget": [(f"budget_{b:g}", {"budget": b}) for b in (0.02, 0.05, 0.1, 0.2)],
@@ -49,6 +59,15 @@ SWEEPS = {
         ("deblur_unet", {"trainer": "standard", "defense.front_end": "unet"}),
         ("consistency", {"trainer": "standard", "defense.consistency_weight": 1.0}),
     ],
+    # The CIFAR-10 robustness table (configs/cifar10_fast.py:table): every defense on one recipe,
+    # two seeds where rows are compared.
+    "table": (_seeds("standard", {"trainer": "standard"})
+              + _seeds("augmentation", {"trainer": "standard", **AUGMENT})
+              + _seeds("consistency", {"trainer": "standard", **CONSISTENCY})
+              + _seeds("adversarial_network", {"trainer": "adversarial"}, seeds=(0,))
+              + _seeds("adversarial_strong", STRONG)
+              + _seeds("adversarial_strong_augmentation", {**STRONG, **AUGMENT}, seeds=(0,))
+              + _seeds("adversarial_strong_consistency", {**STRONG, **CONSISTENCY}, seeds=(0,))),
 }
 
 # Headline columns of the markdown table: (eval.json path, header).
@@ -197,6 +216,14 @@ def plot_results(out, rows):
   return paths
 
 
+def _write_commands(workdir: epath.Path, commands):
+  """The run's two commands in `workdir/command.sh`, so a kept row says how it was made."""
+  workdir.mkdir(parents=True, exist_ok=True)
+  lines = [shlex.join(["python"] + c[1:]) for c in commands]  # Any interpreter, not this path.
+  (workdir / "command.sh").write_text(
+      "# The commands that made this run (from the repository root).\n" + "\n".join(lines) + "\n")
+
+
 def main(argv):
   del argv
   if not FLAGS.sweep or not FLAGS.out:
@@ -218,11 +245,13 @@ def main(argv):
     elif (out / name / "eval.json").exists() or FLAGS.launch == "collect":
       continue
     elif FLAGS.launch == "local":
+      _write_commands(out / name, commands)
       for command in commands:
         print("+", shlex.join(command), flush=True)
         subprocess.run(command, check=True)
     else:
       print("+ inline", name, overrides, flush=True)
+      _write_commands(out / name, commands)
       run_inline(FLAGS.config, workdir, overrides, FLAGS.override, FLAGS.evaluators)
   if FLAGS.launch == "print":
     return

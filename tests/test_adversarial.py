@@ -9,10 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-from blur_adv import train
+from blur_adv import config_checks, train
 from blur_adv.ops import measures as metrics
 from blur_adv.evaluate import evaluate_checkpoint
-from blur_adv.trainers import strength
+from blur_adv.trainers import adversarial, strength
 from configs import default
 
 
@@ -22,6 +22,7 @@ def _tiny(evaluators=("clean",), **overrides):
   # The adversary's strength at the end (step 12), with a small reference attack.
   config.adversary.update(strength_every_steps=12, strength_examples=16, strength_attack_steps=2,
                           strength_attack_restarts=1)
+  config.adversary.refine_steps = 1  # The network's proposals refined per example.
   for key, value in overrides.items():
     config[key] = value
   return config
@@ -47,6 +48,7 @@ def test_adversarial_training_logs_the_adversary_and_respects_the_budget(trained
   assert final["train/adversarial_ssim"] >= 1 - config.budget - 1e-6
   assert final["train/kernel_spread"] > 0 and 0 < final["train/alpha"] <= 1
   assert np.isfinite(final["train/loss_gain"]) and np.isfinite(final["train/fidelity"])
+  assert final["train/consistency"] == 0  # consistency_weight 0
   # The strength probe: gains, flip rates and the network's family mixture.
   assert final["adversary/strength"] == pytest.approx(
       final["adversary/loss_gain"] / final["adversary/reference_loss_gain"])
@@ -145,3 +147,22 @@ def test_strength_is_measured_every_n_steps_and_at_the_end_only_with_an_adversar
   assert not strength.due(config, types.SimpleNamespace(adversary=None), 10, True)
   config.adversary.strength_every_steps = 0
   assert not strength.due(config, with_adversary, 12, True)
+
+
+@pytest.mark.parametrize("clean_fraction, per_device", [(0.0, 8), (0.25, 8), (0.5, 8), (0.7, 10)])
+def test_attacked_rows_spread_the_share_evenly_on_every_device_layout(clean_fraction, per_device):
+  rows = adversarial.attacked_rows(40, clean_fraction)
+  assert len(rows) == round(40 * (1 - clean_fraction))
+  assert np.all(np.diff(rows) <= int(np.ceil(1 / (1 - clean_fraction))))  # no long clean runs
+  # Split over devices whose batch times the share is a whole number, each device attacks the
+  # global rows that it holds.
+  local = adversarial.attacked_rows(per_device, clean_fraction)
+  np.testing.assert_array_equal(
+      np.concatenate([d * per_device + local for d in range(40 // per_device)]), rows)
+
+
+def test_a_clean_fraction_that_attacks_nothing_is_a_config_error():
+  config = _tiny()
+  config.adversary.clean_fraction = 0.99  # 1% of a batch of 32: no example
+  with pytest.raises(config_checks.ConfigError, match=r"config\.adversary\.clean_fraction=0\.99"):
+    config_checks.validate(config, num_devices=1)

@@ -11,6 +11,8 @@ import scipy.ndimage
 from sklearn.datasets import load_digits
 
 from blur_adv.ops import attacks, blur, families, measures as metrics
+from blur_adv.ops import budget as budget_lib
+from blur_adv.ops import kernels as kernels_lib
 
 BATCH = 32
 SIZE = 5
@@ -177,3 +179,49 @@ def test_bad_curve_input_raises():
     attacks.accuracy_vs_budget([0.1], [0.5, 0.2])
   with pytest.raises(ValueError, match="flip_budgets"):
     attacks.accuracy_vs_budget([np.nan], [0.0, 0.5])
+
+
+def test_each_family_steps_by_its_step_scale():
+  """One sign step from the same start moves free-form logits 10x as far as a path's points."""
+  _, x, y = trained()
+  families_ = ("free_form", "motion_path")
+  width = attacks._raw_width(families_, SIZE)
+  start = jax.random.normal(jax.random.PRNGKey(7), (BATCH, width))
+  moved = {}
+  for index, family in enumerate(families_):
+    carry = (start, attacks._transform("sign", 0.1).init(start), attacks._initial_best(x, SIZE))
+    raw = attacks._ascend_jit(attacks.as_pytree(logits_fn()), x, y, jnp.full((BATCH,), BUDGET),
+                              index, 0.1, carry, families=families_, size=SIZE, optimizer="sign",
+                              loss="ce", targeted=False, padding="reflect", bisection_steps=12,
+                              ssim_fn=metrics.ssim)[0]
+    moved[family] = np.abs(np.asarray(raw - start))
+  for family, step in (("free_form", 1.0), ("motion_path", 0.1)):
+    stepped = np.isclose(moved[family], step, atol=1e-5)
+    assert np.all(stepped | (moved[family] < 1e-6)) and stepped.any()
+
+
+def test_refinement_raises_the_loss_and_passes_gradients_straight_through():
+  _, x, y = trained()
+  proposed = kernels_lib.gaussian(SIZE, jnp.full((BATCH,), 0.8))
+  refine = functools.partial(attacks.refine, logits_fn(), x, y, BUDGET)
+
+  def attack_loss(kernels):
+    blurred = blur.blur(x, budget_lib.make_admissible(x, kernels, BUDGET))
+    assert bool(jnp.all(metrics.ssim(x, blurred) >= 1 - BUDGET))
+    return float(jnp.mean(attacks.attack_loss(logits_fn()(blurred), y)[0]))
+
+  # No step: the proposal with a 5% uniform floor (softmax of its log), a kernel.
+  floored = 0.95 * proposed + 0.05 / SIZE**2
+  np.testing.assert_allclose(refine(proposed, steps=0), floored, rtol=1e-5, atol=1e-7)
+  refined = refine(proposed, steps=2)
+  np.testing.assert_allclose(jnp.sum(refined, axis=(1, 2)), 1.0, atol=1e-5)
+  assert bool(jnp.all(refined >= 0))
+  assert attack_loss(refined) > 1.5 * attack_loss(floored)
+  # The gradient with respect to the proposal is the softmax's at the refined logits.
+  weights = jax.random.normal(jax.random.PRNGKey(8), proposed.shape)
+  shift = jax.lax.stop_gradient(jnp.log(refined) - jnp.log(floored))
+  got = jax.grad(lambda k: jnp.sum(refine(k, steps=2) * weights))(proposed)
+  want = jax.grad(lambda k: jnp.sum(
+      kernels_lib.free_form(jnp.log(0.95 * k + 0.05 / SIZE**2) + shift) * weights))(proposed)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+  assert float(jnp.max(jnp.abs(got))) > 0

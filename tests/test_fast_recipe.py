@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import pytest
 
 from blur_adv import components, config_checks, data, optim  # pylint: disable=unused-import
@@ -67,6 +66,9 @@ def test_tta_averages_the_views_and_attacks_differentiate_through_it():
   # Training sees the plain model; "none" is the plain function itself.
   np.testing.assert_allclose(apply(variables, x, train=True), f(x))
   assert tta.with_test_time_augmentation(_linear_apply, "none") is _linear_apply
+  # The adversary's strength is measured on the plain model under the wrapper.
+  assert tta.without_test_time_augmentation(apply) is _linear_apply
+  assert tta.without_test_time_augmentation(_linear_apply) is _linear_apply
   # The gradient of the averaged logits is the average of the views' gradients, not the plain one.
   grad = jax.grad(lambda z: apply(variables, z)[:, 0].sum())(x)
   plain = jax.grad(lambda z: f(z)[:, 0].sum())(x)

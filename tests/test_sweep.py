@@ -85,6 +85,8 @@ def test_other_sweeps_run_end_to_end(name, launch, tmp_path):
   assert [r["run"] for r in rows] == [first]
   assert 0 <= float(rows[0]["worst_case/0.1/all"]) <= 1
   assert not any(k.startswith(("corruptions/", "minimal_flip/")) for k in rows[0])  # --evaluators
+  with open(os.path.join(tmp_path, first, "command.sh")) as f:  # How the run was made.
+    assert f.read().count(f"--workdir={tmp_path / first}") == 2
   printed = _run_sweep(name, tmp_path / "print", launch="print")
   lines = printed.stdout.strip().splitlines()
   assert len(lines) == len(sweep.SWEEPS[name]) and all("blur_adv.evaluate" in l for l in lines)

@@ -12,9 +12,10 @@ every trainer, compose:
   `models.unet.DeblurUNet` whose parameters live in `params["front_end"]`; it is pre-trained on
   blurred/clean crops of the training set for `unet_pretrain_steps` before the classifier's first
   step, then fine-tuned end to end with the classifier when `unet_trainable`, else frozen.
-- Blur-consistency loss (`consistency_weight` > 0, trainer "standard"): the batch also goes
+- Blur-consistency loss (`consistency_weight` > 0): with trainer "standard" the batch also goes
   through the model as an always-blurred view, and the loss adds the weighted Jensen-Shannon
-  divergence between the predictions on the two views (`trainers.losses.consistency_loss`).
+  divergence between the predictions on the two views (`trainers.losses.consistency_loss`); with
+  trainer "adversarial" the two views are the attacked examples clean and blurred by the adversary.
 - Fine-tuning stage (`init_from`): a previous run's workdir whose latest checkpoint initializes
   the classifier (and its BatchNorm statistics); optimizer and step start fresh.
 """
@@ -89,8 +90,6 @@ def check_config(config):
     fail("front_end_options", f"do not fit front-end {d.front_end!r}: {e}.")
   if d.consistency_weight < 0:
     fail("consistency_weight", "must be >= 0.")
-  if d.consistency_weight > 0 and config.trainer != "standard":
-    fail("consistency_weight", f"is supported by trainer 'standard' only, not {config.trainer!r}.")
   for field, smallest in (("unet_pretrain_steps", 0), ("unet_pretrain_examples", 1),
                           ("unet_pretrain_batch_size", 1)):
     value = d[field]

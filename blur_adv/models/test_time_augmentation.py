@@ -57,7 +57,14 @@ def with_test_time_augmentation(apply_fn, mode: str):
     logits = logits.reshape((len(views), n) + logits.shape[1:])
     return jnp.tensordot(jnp.asarray(weights, logits.dtype), logits, axes=1)
 
+  apply.plain_apply = apply_fn  # For `without_test_time_augmentation`.
   return apply
+
+
+def without_test_time_augmentation(apply_fn):
+  """The plain model's `apply_fn` under a `with_test_time_augmentation` wrapper (itself when
+  unwrapped): the function training sees and its adversary attacks."""
+  return getattr(apply_fn, "plain_apply", apply_fn)
 
 
 def check_config(config):

@@ -179,7 +179,8 @@ def attack(logits_fn, images, labels, budget, key, *, family, size=7, steps=10, 
     family: a name in `families.FAMILIES`. size: odd kernel size.
     steps: ascent steps per restart (0 evaluates the random start only).
     restarts: random starts; the best result per example is kept.
-    step_size: sign-step size / Adam learning rate, in raw units (traced, not static).
+    step_size: sign-step size / Adam learning rate, in raw units (traced, not static), times
+      the family's `family_params.step_scale`.
     optimizer: "sign" (signed gradient ascent) or "adam".
     loss: "ce" or "margin"; targeted: see `attack_loss`.
     padding, bisection_steps, ssim_fn: as in `budget.make_admissible`.
@@ -223,9 +224,11 @@ def _ascend(logits_fn, images, labels, budget, family_index, step_size, carry, *
       objective, has_aux=True)(raw)
   improved = _better(value, success, best[0], best[1])
   best = _select(improved, (value, success, kernels, attacked), best)
-  # Ascent: the optimizers descend, so feed them the negated gradient.
+  # Ascent: the optimizers descend, so feed them the negated gradient. Each family's step is
+  # `step_size` times its `family_params.step_scale`.
   updates, opt_state = _transform(optimizer, step_size).update(-grad, opt_state, raw)
-  return optax.apply_updates(raw, updates), opt_state, best
+  scale = jnp.asarray([family_params.step_scale(f) for f in families])[family_index]
+  return optax.apply_updates(raw, jax.tree.map(lambda u: scale * u, updates)), opt_state, best
 
 
 def _initial_best(images, size):
@@ -290,6 +293,53 @@ def _attack_on_host(logits_fn, images, labels, budget, starts, family_index, ste
                           **statics)
     best = carry[2]
   return _result_jit(images, best, ssim_fn=ssim_fn)
+
+
+# ----------------------------------------------------------------------------- refinement
+
+
+def refine(logits_fn, images, labels, budget, kernels, *, steps, linear_steps=1, step_size=0.1,
+           floor=0.05, padding="reflect", bisection_steps=budget_lib.DEFAULT_BISECTION_STEPS,
+           ssim_fn=measures.ssim):
+  """A cheap per-example search from proposed `kernels` `(B, k, k)`: sign ascent on free-form
+  logits, with `steps` gradients of the classifier and `linear_steps` sign steps per gradient.
+
+  Each classifier gradient (one forward and input-gradient pass) is the gradient of the loss with
+  respect to the attacked image; the `linear_steps` steps that follow ascend the loss linearized
+  in that image, `<gradient, attacked image(logits)>`, which costs only blur and SSIM (the
+  expensive part, the classifier's backward pass, is shared: "you only propagate once"). With
+  `linear_steps=1` this is plain sign ascent. On a CIFAR-10 classifier (fast recipe, 256 training
+  images, budget 0.1, random starts) one gradient with 4 linearized steps gained as much loss as
+  2-3 full steps.
+
+  For training adversaries: no restarts and no best-iterate bookkeeping; the last iterate is
+  returned, raw (callers make it admissible). The logits start at
+  `log((1 - floor) kernels + floor / k^2)` (the floor lets weights outside a proposal's support
+  grow within a few steps) and move by `step_size * family_params.step_scale("free_form")`.
+  The result is differentiable in `kernels` straight through the search (the gradient is the
+  softmax's at the refined logits, as if the steps were constants), so a network that proposes
+  `kernels` learns starts that refine well. Python-unrolled: XLA:CPU runs a small loop body faster
+  unrolled than in a `fori_loop`.
+  """
+  size = kernels.shape[-1]
+  start = jnp.log((1.0 - floor) * kernels + floor / size**2)
+  clean = jax.lax.stop_gradient(images)
+
+  def attacked(logits):
+    blurred = blur_lib.blur(clean, kernels_lib.free_form(logits), padding=padding)
+    alpha = budget_lib.admissible_alpha(clean, blurred, budget, bisection_steps, ssim_fn)
+    a = alpha[:, None, None, None]
+    return a * blurred + (1.0 - a) * clean
+
+  loss = lambda image: jnp.sum(attack_loss(logits_fn(image), labels)[0])
+  linearized = lambda logits, gradient: jnp.sum(gradient * attacked(logits))
+  step = step_size * family_params.step_scale("free_form")
+  logits = jax.lax.stop_gradient(start)
+  for _ in range(steps):
+    gradient = jax.grad(loss)(attacked(logits))
+    for _ in range(linear_steps):
+      logits = logits + step * jnp.sign(jax.grad(linearized)(logits, gradient))
+  return kernels_lib.free_form(start + jax.lax.stop_gradient(logits - start))
 
 
 # ----------------------------------------------------------------------------- minimal blur to flip

@@ -1,9 +1,11 @@
 """Joint min-max training of the classifier against a blur adversary (`config.trainer="adversarial"`).
 
-At every step the adversary proposes one kernel per example, the kernels are made admissible under
-the SSIM budget (blend with the identity, `budget.admissible_alpha`), the classifier descends on
-its cross-entropy over the batch (each example left clean with probability `clean_fraction`) and
-the adversary ascends on the same loss. Both gradients come from ONE backward pass: the blurred
+At every step the adversary proposes one kernel per attacked example (an evenly spread
+`1 - clean_fraction` share of each batch, `attacked_rows`; the rest stays clean), optionally
+refined per example by `refine_steps` sign steps on free-form logits (`attacks.refine`), the
+kernels are made admissible under the SSIM budget (blend with the identity,
+`budget.admissible_alpha`), the classifier descends on its cross-entropy over the batch and the
+adversary ascends on the same loss. Both gradients come from ONE backward pass: the blurred
 images go through a gradient-reversal identity, so the classifier's gradient and the negated
 adversary gradient fall out together. The adversary also pays a fidelity term `(ssim(x, blur(x, k)) - (1 - budget))^2` on
 its raw kernels, which keeps its proposals near the budget boundary instead of leaning on the
@@ -13,6 +15,18 @@ projection (which would otherwise flatten its gradient once every kernel is clip
 - "network": the learned `adversary.KernelAdversary` (amortized: one forward pass per step);
 - "pgd": a per-example PGD-K attack on the classifier (`attacks.attack`), K = `pgd_steps`;
 - "random": random admissible kernels of the families (blur augmentation at the budget).
+
+With `config.defense.consistency_weight` > 0 the attacked rows also go through the classifier
+clean, and the loss adds the weighted Jensen-Shannon divergence between their clean and blurred
+predictions (`losses.consistency_loss`; the adversary ascends on it too): TRADES-like, at
+`1 - clean_fraction` more rows per step.
+
+`refine_steps > 0` starts a per-example search from those kernels (the network's proposal, a
+PGD result or a random kernel; `attacks.refine`): `refine_steps` classifier gradients, each
+followed by `refine_linear_steps` sign steps on the loss linearized in the attacked image. With
+the network, the gradient reaches it straight through the search, so it learns starting points
+that refine well. Each classifier gradient costs one forward and input-gradient pass over the
+attacked rows; a linearized step, a blur and an SSIM projection.
 
 How strong the adversary is, against a per-example reference attack on the current classifier,
 is measured periodically during training (`config.adversary.strength_every_steps`, see
@@ -24,12 +38,14 @@ import functools
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from clu import metrics
 from jax import lax
 
 from blur_adv import config_checks
 from blur_adv.defense import augmentation, front_end
+from blur_adv.defense import config as defense_config
 from blur_adv.models import adversary as adversary_lib
 from blur_adv.models.test_time_augmentation import with_test_time_augmentation
 from blur_adv.ops import attacks, families, family_params, measures
@@ -38,11 +54,12 @@ from blur_adv.ops import budget as budget_lib
 from blur_adv.parallel import DATA_AXIS
 from blur_adv.trainers.base import (TRAINERS, Trainer, TrainState, classifier_eval_step,
                                     sum_over_devices)
-from blur_adv.trainers.losses import cross_entropy
+from blur_adv.trainers.losses import consistency_loss, cross_entropy
 
 KINDS = ("network", "pgd", "random")
 FIELDS = ("kind", "kernel_size", "families", "features", "noise_dim", "learning_rate",
           "fidelity_weight", "clean_fraction", "update_every", "warmup_steps", "pgd_steps",
+          "refine_steps", "refine_linear_steps", "refine_step_size",
           "strength_every_steps", "strength_examples", "strength_attack_steps",
           "strength_attack_restarts")
 
@@ -59,12 +76,18 @@ def check_config(config):
   for name in ("features", "noise_dim", "update_every", "pgd_steps"):
     config_checks.check_int(field(name), adv[name])
   config_checks.check_int(field("warmup_steps"), adv.warmup_steps, minimum=0)
+  config_checks.check_int(field("refine_steps"), adv.refine_steps, minimum=0)
+  config_checks.check_int(field("refine_linear_steps"), adv.refine_linear_steps)
+  config_checks.check_number(field("refine_step_size"), adv.refine_step_size, 0, low_open=True)
   config_checks.check_int(field("strength_every_steps"), adv.strength_every_steps, minimum=0)
   for name in ("strength_examples", "strength_attack_steps", "strength_attack_restarts"):
     config_checks.check_int(field(name), adv[name])
   config_checks.check_number(field("learning_rate"), adv.learning_rate, 0, low_open=True)
   config_checks.check_number(field("fidelity_weight"), adv.fidelity_weight, 0)
   config_checks.check_number(field("clean_fraction"), adv.clean_fraction, 0, 1, high_open=True)
+  if config.trainer == "adversarial" and not attacked_rows(config.batch_size, adv.clean_fraction).size:
+    config_checks.fail(field("clean_fraction"), adv.clean_fraction,
+                       f"leaves no example of a batch of {config.batch_size} to attack.")
 
 
 config_checks.register_fields("adversary", validator=check_config)
@@ -80,6 +103,7 @@ class AdversarialMetrics(metrics.Collection):
   alpha: metrics.Average.from_output("alpha")
   loss_gain: metrics.Average.from_output("loss_gain")
   fidelity: metrics.Average.from_output("fidelity")
+  consistency: metrics.Average.from_output("consistency")  # 0 unless consistency_weight > 0
 
 
 @jax.custom_vjp
@@ -117,6 +141,19 @@ def _propose_kernels(adv, adversary_model, adversary_params, classifier_logits, 
   return lax.stop_gradient(kernels), None
 
 
+def attacked_rows(batch: int, clean_fraction: float) -> np.ndarray:
+  """Rows of a device batch trained on blurred images: `1 - clean_fraction` of them, spread evenly
+  (row i is attacked when floor((i + 1) s) > floor(i s), s = 1 - clean_fraction).
+
+  Static, so only these rows pay for the adversary. Batches are shuffled, so which images get
+  blurred is random. A device's rows are the global batch's rows on that device whenever the
+  per-device batch times s is an integer (e.g. any even per-device batch at clean_fraction 0.5),
+  so results do not depend on how the batch is split."""
+  share, rows = 1.0 - clean_fraction, np.arange(batch)
+  # The epsilon absorbs float error in products that are whole numbers (e.g. 10 * 0.7).
+  return np.nonzero(np.floor((rows + 1) * share + 1e-9) > np.floor(rows * share + 1e-9))[0]
+
+
 def _loss_gain(per_example, attacked):
   """Mean loss of the attacked examples minus that of the clean ones, over the global batch."""
   sums = lax.psum(jnp.stack([jnp.sum(per_example * attacked), jnp.sum(attacked),
@@ -135,6 +172,7 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
   adversary_model = adversary_lib.KernelAdversary(
       kernel_size=adv.kernel_size, families=tuple(adv.families), features=adv.features)
   adversary_tx = optax.adam(adv.learning_rate)
+  consistency_weight = defense_config.settings(config).consistency_weight
 
   def init_state(rng, images):
     classifier_rng, adversary_rng = jax.random.split(rng)
@@ -154,14 +192,22 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
     return model.apply({"params": state.params, "batch_stats": state.batch_stats}, x,
                        train=False)
 
+  def refined(logits_fn, images, labels, kernels):
+    if not adv.refine_steps:
+      return kernels
+    return attacks.refine(logits_fn, images, labels, config.budget, kernels,
+                          steps=adv.refine_steps, linear_steps=adv.refine_linear_steps,
+                          step_size=adv.refine_step_size)
+
   def adversary(state: TrainState, images, labels, rng):
     """The adversary's admissible kernels `(B, k, k)` for `images` as a train step with `rng`
     would propose them (on one device), and its mean family mixture `(F,)` or None."""
     keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(labels.shape[0]))
+    logits_fn = functools.partial(plain_logits, state)
     raw, mixture = _propose_kernels(
-        adv, adversary_model, state.extra["adversary_params"],
-        functools.partial(plain_logits, state), images, labels, config.budget, keys,
-        jax.random.fold_in(rng, 3))
+        adv, adversary_model, state.extra["adversary_params"], logits_fn, images, labels,
+        config.budget, keys, jax.random.fold_in(rng, 3))
+    raw = refined(logits_fn, images, labels, raw)
     alpha = budget_lib.admissible_alpha(images, blur_lib.blur(images, raw), config.budget)
     return budget_lib.blend(raw, alpha), None if mixture is None else jnp.mean(mixture, axis=0)
 
@@ -170,33 +216,39 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
     keys = augmentation.example_keys(rng, labels.shape[0])
     images = augmentation.augment_images(config, keys, batch["image"])  # Identity unless configured.
     attack_rng = jax.random.fold_in(rng, 3)
-    # Each example is left clean with probability clean_fraction.
-    adversarial = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 2)))(
-        keys) >= adv.clean_fraction
+    rows = attacked_rows(labels.shape[0], adv.clean_fraction)
     warm = state.step >= adv.warmup_steps  # before that: clean training, adversary idle
-    use_blur = (adversarial & warm)[:, None, None, None]
-
     eval_logits = functools.partial(plain_logits, state)
+    clean, clean_labels = images[rows], labels[rows]
 
     def losses(params, adversary_params):
-      raw, _ = _propose_kernels(adv, adversary_model, adversary_params, eval_logits, images,
-                                labels, config.budget, keys, attack_rng)
-      blurred_raw = blur_lib.blur(images, raw)
-      alpha = budget_lib.admissible_alpha(images, blurred_raw, config.budget)
+      proposed, _ = _propose_kernels(adv, adversary_model, adversary_params, eval_logits, clean,
+                                     clean_labels, config.budget, keys[rows], attack_rng)
+      raw = refined(eval_logits, clean, clean_labels, proposed)
+      blurred_raw = blur_lib.blur(clean, raw)
+      alpha = budget_lib.admissible_alpha(clean, blurred_raw, config.budget)
       a = alpha[:, None, None, None]
-      blurred = _reverse_gradient(a * blurred_raw + (1.0 - a) * images)
-      inputs = jnp.where(use_blur, blurred, images)
+      blurred = _reverse_gradient(a * blurred_raw + (1.0 - a) * clean)
+      inputs = images.at[rows].set(jnp.where(warm, blurred, clean))
+      if consistency_weight > 0:  # The attacked rows' clean view; BatchNorm sees both.
+        inputs = jnp.concatenate([inputs, clean])
       logits, updates = state.apply_fn(
           {"params": params, "batch_stats": state.batch_stats}, inputs, train=True,
           mutable=["batch_stats"])
+      logits, clean_logits = logits[:labels.shape[0]], logits[labels.shape[0]:]
       per_example = cross_entropy(logits, labels, config.label_smoothing)
-      raw_ssim = measures.ssim(images, blurred_raw)
-      fidelity = jnp.mean((raw_ssim - (1.0 - config.budget)) ** 2)
-      total = per_example.mean() + adv.fidelity_weight * fidelity
+      consistency = (consistency_loss(clean_logits, logits[rows]) if consistency_weight > 0
+                     else 0.0)
+      # On the proposal, so that the network (not the refinement) stays near the boundary.
+      proposed_ssim = measures.ssim(clean, blurred_raw if raw is proposed
+                                    else blur_lib.blur(clean, proposed))
+      fidelity = jnp.mean((proposed_ssim - (1.0 - config.budget)) ** 2)
+      total = (per_example.mean() + consistency_weight * consistency
+               + adv.fidelity_weight * fidelity)
       kernels = budget_lib.blend(raw, alpha)
       aux = dict(per_example=per_example, logits=logits, batch_stats=updates["batch_stats"],
-                 kernels=kernels, alpha=alpha, fidelity=fidelity,
-                 ssim=measures.ssim(images, lax.stop_gradient(blurred)))
+                 kernels=kernels, alpha=alpha, fidelity=fidelity, consistency=consistency,
+                 ssim=measures.ssim(clean, lax.stop_gradient(blurred)))
       return total, aux
 
     (grads, adversary_grads), aux = jax.grad(losses, argnums=(0, 1), has_aux=True)(
@@ -215,7 +267,7 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
         "adversary_opt_state": keep(opt_state, state.extra["adversary_opt_state"])})
 
     per_example = aux["per_example"]
-    attacked = use_blur[:, 0, 0, 0].astype(jnp.float32)
+    attacked = jnp.zeros(labels.shape).at[rows].set(warm.astype(jnp.float32))
     # Loss gain: mean loss on the blurred part of the global batch minus that on its clean part.
     # A ratio, so it is formed from sums over all devices (per-device ratios, averaged, would
     # depend on how the batch is split); every device then reports the same value.
@@ -228,7 +280,8 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
         kernel_spread=measures.kernel_spread(aux["kernels"]),
         alpha=aux["alpha"],
         loss_gain=gain[None],
-        fidelity=aux["fidelity"][None])
+        fidelity=aux["fidelity"][None],
+        consistency=jnp.asarray(aux["consistency"], jnp.float32)[None])
     return new_state, sum_over_devices(step_metrics)
 
   return Trainer(init_state=init_state, train_step=train_step, eval_step=classifier_eval_step,

@@ -11,8 +11,11 @@ fixed order) and the current classifier, at the training budget `config.budget`:
 each raise the mean cross-entropy over the clean one ("loss gain") and flip some correctly
 classified examples ("flip rate"). `adversary/strength` is the adversary's gain over the
 reference's: about 1 when the amortized adversary finds what a per-example search finds, near 0
-when it barely blurs where it matters. Both attack the classifier as evaluated
-(`state.apply_fn`, so with the configured test-time augmentation), in eval mode.
+when it barely blurs where it matters. Both are measured on the classifier as trained and
+attacked during training: the plain model in eval mode, without the configured test-time
+augmentation. (Against the test-time-augmented model the ratio would also measure how well the
+adversary's kernels transfer to views it never attacks, and the reference would cost 6x with
+`flip_translate`.)
 
 The classifier reaches the attacks as `attacks.model_logits_fn` (the variables are pytree
 leaves), so the weights are traced arguments: the reference attack compiles at the first
@@ -28,6 +31,7 @@ import numpy as np
 import optax
 
 from blur_adv import data
+from blur_adv.models.test_time_augmentation import without_test_time_augmentation
 from blur_adv.ops import attacks
 from blur_adv.ops import blur as blur_lib
 
@@ -97,7 +101,8 @@ def measure(config, trainer, host_state, images, labels) -> dict[str, float]:
   """`adversary/...` numbers of `host_state` (one device's, unreplicated) on the probe batch."""
   adv = config.adversary
   variables = {"params": host_state.params, "batch_stats": host_state.batch_stats}
-  predict = logits_fn = attacks.model_logits_fn(host_state.apply_fn, variables)
+  predict = logits_fn = attacks.model_logits_fn(
+      without_test_time_augmentation(host_state.apply_fn), variables)
   kernels, mixture = _jitted(trainer.adversary)(
       host_state, images, labels, jax.random.PRNGKey(config.seed + _ADVERSARY_SEED))
   attacked_logits = predict(blur_lib.blur(images, kernels))
