@@ -47,7 +47,7 @@ def get_config(arg: str | None = None):
   config.eval_every_steps = 100_000  # At the end only.
   config.checkpoint_every_steps = 200
   # Adversarial runs: one adversary-strength measurement (64 images, the reference attack over 7
-  # families) costs ~30 s on 2 CPU cores.
+  # families, on the plain classifier) costs 30-40 s on 2 CPU cores.
   config.adversary.strength_every_steps = 200
   if "gpu" in args:
     # One A100 or TPU: the speedrun's batch, widths (64/256/256), GELU, about 10 epochs, and

@@ -2,7 +2,7 @@
 
 At every step the adversary proposes one kernel per attacked example (an evenly spread
 `1 - clean_fraction` share of each batch, `attacked_rows`; the rest stays clean), optionally
-refined per example by `refine_steps` sign steps on free-form logits (`attacks.refine`), the
+refined per example (`refine_steps`, see below), the
 kernels are made admissible under the SSIM budget (blend with the identity,
 `budget.admissible_alpha`), the classifier descends on its cross-entropy over the batch and the
 adversary ascends on the same loss. Both gradients come from ONE backward pass: the blurred
