@@ -332,13 +332,15 @@ def refine(logits_fn, images, labels, budget, kernels, *, steps, linear_steps=1,
     return a * blurred + (1.0 - a) * clean
 
   loss = lambda image: jnp.sum(attack_loss(logits_fn(image), labels)[0])
-  linearized = lambda logits, gradient: jnp.sum(gradient * attacked(logits))
   step = step_size * family_params.step_scale("free_form")
   logits = jax.lax.stop_gradient(start)
   for _ in range(steps):
-    gradient = jax.grad(loss)(attacked(logits))
-    for _ in range(linear_steps):
-      logits = logits + step * jnp.sign(jax.grad(linearized)(logits, gradient))
+    image, pullback = jax.vjp(attacked, logits)
+    gradient = jax.grad(loss)(image)
+    for i in range(linear_steps):
+      if i:  # The first linearized step reuses the pullback at the classifier's image.
+        _, pullback = jax.vjp(attacked, logits)
+      logits = logits + step * jnp.sign(pullback(gradient)[0])
   return kernels_lib.free_form(start + jax.lax.stop_gradient(logits - start))
 
 

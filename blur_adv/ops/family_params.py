@@ -30,6 +30,7 @@ def step_scale(family) -> float:
   check_family(family)
   return STEP_SCALE.get(family, 1.0)
 
+
 def check_family(family):
   if family not in families.FAMILIES:
     raise ValueError(f"family must be one of {families.FAMILIES}, got {family!r}")

@@ -240,8 +240,8 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
       consistency = (consistency_loss(clean_logits, logits[rows]) if consistency_weight > 0
                      else 0.0)
       # On the proposal, so that the network (not the refinement) stays near the boundary.
-      proposed_ssim = measures.ssim(clean, blurred_raw if raw is proposed
-                                    else blur_lib.blur(clean, proposed))
+      proposed_ssim = measures.ssim(clean, blur_lib.blur(clean, proposed) if adv.refine_steps
+                                    else blurred_raw)
       fidelity = jnp.mean((proposed_ssim - (1.0 - config.budget)) ** 2)
       total = (per_example.mean() + consistency_weight * consistency
                + adv.fidelity_weight * fidelity)
