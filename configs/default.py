@@ -85,6 +85,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.robustness.attack_restarts = 1
   config.robustness.attack_step_size = 0.1
   config.robustness.flip_search_steps = 6
+  # The minimal-flip search runs its attack at every bisection probe, so it may use a cheaper one
+  # than worst_case: None = attack_steps / attack_restarts.
+  config.robustness.flip_attack_steps = ml_collections.config_dict.placeholder(int)
+  config.robustness.flip_attack_restarts = ml_collections.config_dict.placeholder(int)
   config.robustness.corruption_table = ml_collections.config_dict.placeholder(str)  # By size.
   config.robustness.baseline_eval = ml_collections.config_dict.placeholder(str)  # eval.json.
   config.robustness.num_saved_examples = 16

@@ -80,7 +80,13 @@ def test_interrupted_adversarial_run_resumes_both_networks_exactly(trained, tmp_
 def test_robustness_evaluation_writes_results_plots_and_checkable_examples(trained):
   _, workdir = trained
   config = _tiny(evaluators=("clean", "corruptions", "worst_case", "minimal_flip"))
+  config.robustness.flip_attack_steps = 1  # The bisection's attack may be cheaper.
   results = evaluate_checkpoint(config, workdir)
+  # Each records the attack that made its numbers.
+  assert results["worst_case"]["attack_steps"] == config.robustness.attack_steps != 1
+  assert results["minimal_flip"]["attack_steps"] == 1
+  assert (results["minimal_flip"]["attack_restarts"] == results["worst_case"]["attack_restarts"]
+          == config.robustness.attack_restarts)
   for severity in range(1, 6):
     assert 0 <= results["corruptions"][f"gaussian_blur/{severity}"] <= 1
   budgets = config.robustness.budgets

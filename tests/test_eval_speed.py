@@ -98,3 +98,22 @@ def test_worst_case_accuracy_same_on_both_paths():
   direct = attacks.worst_case_accuracy(logits_fn, images, labels, 0.05, key, families=FAMILIES,
                                        **DIRECT, **ATTACK)
   assert fast == direct
+
+
+def test_worst_case_attacks_only_examples_still_standing_with_the_same_answers():
+  """Skipping examples misclassified clean, and restarts on examples already flipped, changes no
+  answer: the flags equal the full attack's success flags (subsets padded to few shapes)."""
+  logits_fn, images, labels = _model()
+  labels = labels.copy()
+  labels[:2] = (labels[:2] + 1) % 5  # Two examples misclassified clean.
+  key = jax.random.PRNGKey(7)
+  full = attacks.attack_families(logits_fn, images, labels, 0.08, key, families=FAMILIES,
+                                 batch_size=4, **ATTACK)
+  clean = np.asarray(jnp.argmax(logits_fn(images), -1)) == labels
+  correct = attacks.worst_case_correct(logits_fn, images, labels, 0.08, key, families=FAMILIES,
+                                       batch_size=4, **ATTACK)
+  np.testing.assert_array_equal(correct["clean"], clean)
+  for family in FAMILIES:
+    np.testing.assert_array_equal(correct[family], clean & ~full[family].success, err_msg=family)
+  flipped = np.mean([clean & full[f].success for f in FAMILIES])
+  assert 0 < flipped < np.mean(clean)  # Some, not all, flipped: the skipping was exercised.

@@ -82,9 +82,14 @@ def test_tfds_mock_data_end_to_end(tmp_path):
     ("parallelism", "pjit", "config.parallelism='pjit'"),
     ("train_split", "train[::2]", "config.train_split"),
     ("batch_size", 0, "config.batch_size=0"),
+    ("robustness.flip_attack_steps", 0, "config.robustness.flip_attack_steps=0"),
 ])
 def test_bad_config_fields_are_named(tiny_config, field, value, message):
-  tiny_config[field] = value
+  *sections, name = field.split(".")
+  target = tiny_config
+  for section in sections:
+    target = target[section]
+  target[name] = value
   with pytest.raises(config_checks.ConfigError, match=message):
     config_checks.validate(tiny_config)
 

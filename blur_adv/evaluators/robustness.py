@@ -10,7 +10,11 @@
   SSIM budget in `robustness.budgets`, and over all families at once.
 - "minimal_flip": per example, the smallest budget at which some family flips the prediction
   (minimum over families); its quartiles, the share never flipped, and the accuracy-vs-budget
-  curve with its normalized area.
+  curve with its normalized area. Its bisection runs an attack at every probe, so
+  `robustness.flip_attack_steps` / `flip_attack_restarts` may make that attack cheaper than
+  worst_case's (a weaker attack overstates the minimal budget).
+
+Both record their attack's steps and restarts in eval.json (`attack_steps`, `attack_restarts`).
 
 Every headline number (clean accuracy, blur-C mean accuracy, each worst-case accuracy, the median
 minimal flip budget, the share never flipped, the curve's area) has a 95% percentile-bootstrap
@@ -38,8 +42,8 @@ SEVERITIES = (1, 2, 3, 4, 5)
 # Curve of accuracy against budget: dense at small budgets, where models break.
 CURVE_BUDGETS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)
 FIELDS = ("num_examples", "budgets", "families", "kernel_size", "attack_steps", "attack_restarts",
-          "attack_step_size", "flip_search_steps", "corruption_table", "baseline_eval",
-          "num_saved_examples", "convergence_examples")
+          "attack_step_size", "flip_search_steps", "flip_attack_steps", "flip_attack_restarts",
+          "corruption_table", "baseline_eval", "num_saved_examples", "convergence_examples")
 
 
 def check_config(config):
@@ -50,6 +54,9 @@ def check_config(config):
   for name in ("num_examples", "attack_steps", "attack_restarts", "num_saved_examples",
                "convergence_examples"):
     config_checks.check_int(field(name), rob[name])
+  for name in ("flip_attack_steps", "flip_attack_restarts"):
+    if rob[name] is not None:
+      config_checks.check_int(field(name), rob[name])
   config_checks.check_int(field("flip_search_steps"), rob.flip_search_steps, minimum=0)
   config_checks.check_kernel_size(field("kernel_size"), rob.kernel_size)
   config_checks.check_names(field("families"), rob.families, families.FAMILIES, "family")
@@ -83,6 +90,16 @@ def _batched_predictions(logits_fn, images, batch_size):
 def _attack_kwargs(rob):
   return dict(size=rob.kernel_size, steps=rob.attack_steps, restarts=rob.attack_restarts,
               step_size=rob.attack_step_size)
+
+
+def _flip_attack_kwargs(rob):
+  """The minimal-flip search's attack: `flip_attack_*` where set, else worst_case's."""
+  kwargs = _attack_kwargs(rob)
+  if rob.flip_attack_steps is not None:
+    kwargs["steps"] = rob.flip_attack_steps
+  if rob.flip_attack_restarts is not None:
+    kwargs["restarts"] = rob.flip_attack_restarts
+  return kwargs
 
 
 def write_artifacts(rob, inputs: Inputs, results, workdir):
@@ -189,9 +206,15 @@ def worst_case_accuracies(logits_fn, images, labels, rob, key, **speed):
 def worst_case(rob, inputs: Inputs):
   """Worst-case accuracy per family and over all families, at every budget."""
   images, labels = examples(rob, inputs)
-  return accuracies_with_intervals(worst_case_correct(
+  out = accuracies_with_intervals(worst_case_correct(
       inputs.predict, images, labels, rob, jax.random.PRNGKey(inputs.config.seed + 1),
       batch_size=inputs.config.eval_batch_size))
+  return {**out, **_attack_record(_attack_kwargs(rob))}
+
+
+def _attack_record(kwargs):
+  """The attack's steps and restarts, so an eval.json says which attack made its numbers."""
+  return {"attack_steps": kwargs["steps"], "attack_restarts": kwargs["restarts"]}
 
 
 def minimal_flip_budgets(logits_fn, images, labels, rob, key, **speed):
@@ -201,7 +224,7 @@ def minimal_flip_budgets(logits_fn, images, labels, rob, key, **speed):
   """
   results = attacks.minimal_flip_families(
       logits_fn, images, labels, key, families=tuple(rob.families),
-      search_steps=rob.flip_search_steps, **_attack_kwargs(rob), **speed)
+      search_steps=rob.flip_search_steps, **_flip_attack_kwargs(rob), **speed)
   by_family = {family: result.budget for family, result in results.items()}
   return np.min(np.stack(list(by_family.values())), axis=0), by_family
 
@@ -217,7 +240,8 @@ def minimal_flip(rob, inputs: Inputs):
   # Never-flipped examples sit at +inf, so quantiles may be inf: that is the honest answer.
   q1, median, q3 = np.quantile(overall, [0.25, 0.5, 0.75], method="inverted_cdf")
   out = {"q1": float(q1), "median": float(median), "q3": float(q3),
-         "never_flipped": float(np.mean(np.isinf(overall))), "curve_area": area}
+         "never_flipped": float(np.mean(np.isinf(overall))), "curve_area": area,
+         **_attack_record(_flip_attack_kwargs(rob))}
   out.update(bootstrap.with_interval("median", overall, bootstrap.median_statistic))
   out.update(bootstrap.with_interval("never_flipped", np.isinf(overall)))
   # The area is linear in the accuracies, so it is the mean of each example's own area.
