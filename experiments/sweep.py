@@ -217,11 +217,15 @@ def plot_results(out, rows):
 
 
 def _write_commands(workdir: epath.Path, commands):
-  """The run's two commands in `workdir/command.sh`, so a kept row says how it was made."""
+  """The run's two commands in `workdir/command.sh`, so a kept row says how it was made. An
+  existing command.sh (e.g. a row whose training was copied, with a note saying so) is kept,
+  and only commands it lacks are appended."""
   workdir.mkdir(parents=True, exist_ok=True)
+  path = workdir / "command.sh"
+  text = (path.read_text() if path.exists()
+          else "# The commands that made this run (from the repository root).\n")
   lines = [shlex.join(["python"] + c[1:]) for c in commands]  # Any interpreter, not this path.
-  (workdir / "command.sh").write_text(
-      "# The commands that made this run (from the repository root).\n" + "\n".join(lines) + "\n")
+  path.write_text(text + "".join(f"{line}\n" for line in lines if line not in text.splitlines()))
 
 
 def main(argv):

@@ -100,7 +100,9 @@ def test_worst_case_accuracy_same_on_both_paths():
   assert fast == direct
 
 
-def test_worst_case_attacks_only_examples_still_standing_with_the_same_answers():
+# 10 examples in chunks of 4, or in one chunk whose subsets are padded to multiples of 2.
+@pytest.mark.parametrize("batch_size", [4, None])
+def test_worst_case_attacks_only_examples_still_standing_with_the_same_answers(batch_size):
   """Skipping examples misclassified clean, and restarts on examples already flipped, changes no
   answer: the flags equal the full attack's success flags (subsets padded to few shapes)."""
   logits_fn, images, labels = _model()
@@ -111,7 +113,7 @@ def test_worst_case_attacks_only_examples_still_standing_with_the_same_answers()
                                  batch_size=4, **ATTACK)
   clean = np.asarray(jnp.argmax(logits_fn(images), -1)) == labels
   correct = attacks.worst_case_correct(logits_fn, images, labels, 0.08, key, families=FAMILIES,
-                                       batch_size=4, **ATTACK)
+                                       batch_size=batch_size, **ATTACK)
   np.testing.assert_array_equal(correct["clean"], clean)
   for family in FAMILIES:
     np.testing.assert_array_equal(correct[family], clean & ~full[family].success, err_msg=family)

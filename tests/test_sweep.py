@@ -6,6 +6,7 @@ import importlib.util
 import os
 
 import pytest
+from etils import epath
 
 from blur_adv import config_checks, experiment  # pylint: disable=unused-import  (registrations)
 from conftest import REPO, run_python
@@ -90,6 +91,18 @@ def test_other_sweeps_run_end_to_end(name, launch, tmp_path):
   printed = _run_sweep(name, tmp_path / "print", launch="print")
   lines = printed.stdout.strip().splitlines()
   assert len(lines) == len(sweep.SWEEPS[name]) and all("blur_adv.evaluate" in l for l in lines)
+
+
+def test_command_sh_keeps_its_notes_and_lists_each_command_once(tmp_path):
+  workdir = epath.Path(tmp_path)
+  (workdir / "command.sh").write_text("# Trained elsewhere: see its note.\n")
+  commands = [["/any/python", "-m", "blur_adv.main", "--seed=1"],
+              ["/any/python", "-m", "blur_adv.evaluate", "--seed=1"]]
+  sweep._write_commands(workdir, commands)
+  sweep._write_commands(workdir, commands)  # A resumed sweep writes them again.
+  assert (workdir / "command.sh").read_text() == (
+      "# Trained elsewhere: see its note.\n"
+      "python -m blur_adv.main --seed=1\npython -m blur_adv.evaluate --seed=1\n")
 
 
 def test_results_table_shows_bootstrap_intervals(tmp_path):

@@ -587,7 +587,8 @@ def _success_on(run, rows, arrays, chunk, buckets=8):
   out = []
   for start in range(0, rows.size, chunk):
     piece = rows[start:start + chunk]
-    padded = np.concatenate([piece, np.repeat(piece[-1:], -piece.size % quantum)])
+    shape = min(chunk, -(-piece.size // quantum) * quantum)
+    padded = np.concatenate([piece, np.repeat(piece[-1:], shape - piece.size)])
     out.append(np.asarray(run(*(a[padded] for a in arrays)).success)[:piece.size])
   return np.concatenate(out)
 
