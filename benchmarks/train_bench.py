@@ -37,7 +37,8 @@ from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-
 def bench_config(args) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict(dict(
       model=args.model, model_kwargs=json.loads(args.model_kwargs), learning_rate=0.1,
-      batch_size=args.batch_size, warmup_epochs=0.0, optimizer="sgd", momentum=0.9, weight_decay=5e-4, label_smoothing=0.0))
+      batch_size=args.batch_size, warmup_epochs=0.0, optimizer="sgd", momentum=0.9,
+      weight_decay=5e-4, label_smoothing=0.0))
   # The adversarial steps use the default experiment's adversary and budget.
   config.budget = default.get_config().budget
   config.adversary = default.get_config().adversary

@@ -67,8 +67,8 @@ def get_config(arg: str | None = None):
     config.robustness.budgets = (0.05, 0.1)  # The table's columns (each budget is a full attack).
     # 10 steps x 1 start left worst-case accuracy 3 points above a 5x-steps, 5-restart attack
     # (attack_convergence); on 128 training images 20 x 2 came within 1 point of 50 x 5. The
-    # minimal-flip bisection (6 probes, each a full attack) keeps 10 x 1: 4x would cost an hour
-    # per row, so its budgets are upper bounds.
+    # minimal-flip bisection (6 probes, each a full attack) keeps 10 x 1 (20 x 2 would be 4x its
+    # work, estimated at over an hour per row on 2 cores), so its budgets are upper bounds.
     config.robustness.attack_steps = 20
     config.robustness.attack_restarts = 2
     config.robustness.flip_attack_steps = 10

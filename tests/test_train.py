@@ -85,11 +85,7 @@ def test_tfds_mock_data_end_to_end(tmp_path):
     ("robustness.flip_attack_steps", 0, "config.robustness.flip_attack_steps=0"),
 ])
 def test_bad_config_fields_are_named(tiny_config, field, value, message):
-  *sections, name = field.split(".")
-  target = tiny_config
-  for section in sections:
-    target = target[section]
-  target[name] = value
+  tiny_config.update_from_flattened_dict({field: value})
   with pytest.raises(config_checks.ConfigError, match=message):
     config_checks.validate(tiny_config)
 

@@ -55,8 +55,7 @@ def check_config(config):
                "convergence_examples"):
     config_checks.check_int(field(name), rob[name])
   for name in ("flip_attack_steps", "flip_attack_restarts"):
-    if rob[name] is not None:
-      config_checks.check_int(field(name), rob[name])
+    config_checks.check_int(field(name), rob[name], allow_none=True)
   config_checks.check_int(field("flip_search_steps"), rob.flip_search_steps, minimum=0)
   config_checks.check_kernel_size(field("kernel_size"), rob.kernel_size)
   config_checks.check_names(field("families"), rob.families, families.FAMILIES, "family")

@@ -615,6 +615,7 @@ def worst_case_correct(logits_fn, images, labels, budget, key, *, families=famil
   predict = lambda x: jnp.argmax(logits_fn(x), axis=-1)
   clean = _in_chunks(predict, (images,), batch_size) == labels
   correct = {"clean": clean}
+  chunk = min(batch_size or len(labels), len(labels))
   for family, starts, run in _family_runs(logits_fn, len(labels), key, families, size, restarts,
                                           one_program, host_loop, step_size, kwargs):
     flipped = ~clean
@@ -622,8 +623,7 @@ def worst_case_correct(logits_fn, images, labels, budget, key, *, families=famil
       left = np.nonzero(~flipped)[0]
       if not left.size:
         break
-      flipped[left] |= _success_on(run, left, (images, labels, budget, starts[:, r:r + 1]),
-                                   min(batch_size or len(labels), len(labels)))
+      flipped[left] |= _success_on(run, left, (images, labels, budget, starts[:, r:r + 1]), chunk)
     correct[family] = ~flipped
   correct["all"] = functools.reduce(np.logical_and, list(correct.values()))
   return correct
