@@ -93,7 +93,9 @@ def make_runners(args):
                     {"refine_steps": k, "refine_linear_steps": args.refine_linear_steps})
                    for k in args.refine_steps]
                 + [(f"adversarial PGD-{k}", {"kind": "pgd", "pgd_steps": k})
-                   for k in args.pgd_steps])
+                   for k in args.pgd_steps]
+                + [(f"adversarial {name}", fields)
+                   for name, fields in json.loads(args.adversaries).items()])
     for name, fields in variants:
       adv_config = bench_config(args)
       adv_config.adversary.update(fields)
@@ -131,6 +133,10 @@ def main():
                       help="Network adversary + this many refinement gradients (attacks.refine).")
   parser.add_argument("--refine_linear_steps", type=int, default=4,
                       help="Linearized steps per refinement gradient.")
+  parser.add_argument("--adversaries", default="{}",
+                      help='More adversarial steps to time, as JSON {name: {adversary field: '
+                           'value}}, e.g. \'{"sparse": {"clean_fraction": 0.95, '
+                           '"refine_steps": 10}}\'.')
   args = parser.parse_args()
 
   runners = make_runners(args)

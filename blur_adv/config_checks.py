@@ -77,6 +77,11 @@ def check_int(field: str, value, minimum: int = 1, allow_none: bool = False):
          f"must be an integer >= {minimum}.")
 
 
+def check_bool(field: str, value):
+  if not isinstance(value, bool):
+    fail(field, value, "must be True or False.")
+
+
 def check_kernel_size(field: str, value):
   if isinstance(value, bool) or not isinstance(value, int) or value < 3 or value % 2 == 0:
     fail(field, value, "must be an odd integer >= 3.")

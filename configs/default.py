@@ -60,6 +60,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.adversary.refine_steps = 0
   config.adversary.refine_linear_steps = 1
   config.adversary.refine_step_size = 0.1  # In the attacks' raw units (free-form logits: 10x).
+  # Return each example's iterate of highest loss, not the last (one more forward pass).
+  config.adversary.refine_best_iterate = False
   # Adversary strength (blur_adv/trainers/strength.py), every `strength_every_steps` steps and at
   # the end (0 = never): on the first `strength_examples` training images, the adversary's loss
   # gain and flip rate against those of the per-example attack over all its families

@@ -34,6 +34,11 @@ from blur_adv.ops.families import FAMILIES
 # The strong adversary: the network's proposal refined per example (trainers/adversarial.py).
 STRONG = {"trainer": "adversarial", "adversary.refine_steps": 1,
           "adversary.refine_linear_steps": 4, "adversary.refine_step_size": 0.1}
+# Few, strong adversarial examples: 10% of each batch, each refined by 10 classifier gradients
+# (strength ~0.8 where STRONG's one gradient reaches ~0.6: benchmarks/strength_frontier.py).
+SPARSE = {"trainer": "adversarial", "adversary.clean_fraction": 0.9, "adversary.refine_steps": 10,
+          "adversary.refine_linear_steps": 1, "adversary.refine_step_size": 0.05,
+          "adversary.refine_best_iterate": True}
 AUGMENT, CONSISTENCY = {"defense.augment_probability": 0.5}, {"defense.consistency_weight": 1.0}
 
 
@@ -66,6 +71,7 @@ SWEEPS = {
               + _seeds("consistency", {"trainer": "standard", **CONSISTENCY})
               + _seeds("adversarial_network", {"trainer": "adversarial"}, seeds=(0,))
               + _seeds("adversarial_strong", STRONG)
+              + _seeds("adversarial_sparse", SPARSE, seeds=(0,))
               + _seeds("adversarial_strong_augmentation", {**STRONG, **AUGMENT}, seeds=(0,))
               + _seeds("adversarial_strong_consistency", {**STRONG, **CONSISTENCY}, seeds=(0,))),
 }

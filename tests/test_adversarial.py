@@ -6,6 +6,7 @@ import shutil
 import types
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -171,4 +172,14 @@ def test_a_clean_fraction_that_attacks_nothing_is_a_config_error():
   config = _tiny()
   config.adversary.clean_fraction = 0.99  # 1% of a batch of 32: no example
   with pytest.raises(config_checks.ConfigError, match=r"config\.adversary\.clean_fraction=0\.99"):
+    config_checks.validate(config, num_devices=1)
+
+
+def test_a_non_boolean_best_iterate_is_a_config_error():
+  config = _tiny()
+  # ConfigDict's type safety stops `=1` on a flag; a config file can still rebuild the section.
+  config.adversary = ml_collections.ConfigDict({**config.adversary.to_dict(),
+                                                "refine_best_iterate": "yes"})
+  with pytest.raises(config_checks.ConfigError,
+                     match=r"config\.adversary\.refine_best_iterate='yes': must be True or False"):
     config_checks.validate(config, num_devices=1)

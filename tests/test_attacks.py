@@ -225,3 +225,23 @@ def test_refinement_raises_the_loss_and_passes_gradients_straight_through():
       kernels_lib.free_form(jnp.log(0.95 * k + 0.05 / SIZE**2) + shift) * weights))(proposed)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
   assert float(jnp.max(jnp.abs(got))) > 0
+
+
+def test_refinement_with_best_iterate_keeps_each_examples_highest_loss_iterate():
+  _, x, y = trained()
+  proposed = kernels_lib.gaussian(SIZE, jnp.full((BATCH,), 0.8))
+  # A large step, so that sign ascent overshoots and the last iterate is not always the best.
+  refine = functools.partial(attacks.refine, logits_fn(), x, y, BUDGET, proposed, step_size=0.6)
+
+  def losses(kernels):
+    blurred = blur.blur(x, budget_lib.make_admissible(x, kernels, BUDGET))
+    return np.asarray(attacks.attack_loss(logits_fn()(blurred), y)[0])
+
+  steps = 3  # The search is deterministic: iterate s is the last iterate of `steps=s`.
+  iterates = [refine(steps=s) for s in range(steps + 1)]
+  per_iterate = np.stack([losses(k) for k in iterates])
+  best = refine(steps=steps, best_iterate=True)
+  np.testing.assert_allclose(losses(best), per_iterate.max(axis=0), rtol=1e-5, atol=1e-6)
+  chosen = np.stack(iterates)[per_iterate.argmax(axis=0), np.arange(BATCH)]
+  np.testing.assert_allclose(best, chosen, rtol=1e-5, atol=1e-7)
+  assert (per_iterate.argmax(axis=0) < steps).any()  # Some example's best is an earlier iterate.

@@ -299,8 +299,8 @@ def _attack_on_host(logits_fn, images, labels, budget, starts, family_index, ste
 
 
 def refine(logits_fn, images, labels, budget, kernels, *, steps, linear_steps=1, step_size=0.1,
-           floor=0.05, padding="reflect", bisection_steps=budget_lib.DEFAULT_BISECTION_STEPS,
-           ssim_fn=measures.ssim):
+           best_iterate=False, floor=0.05, padding="reflect",
+           bisection_steps=budget_lib.DEFAULT_BISECTION_STEPS, ssim_fn=measures.ssim):
   """A cheap per-example search from proposed `kernels` `(B, k, k)`: sign ascent on free-form
   logits, with `steps` gradients of the classifier and `linear_steps` sign steps per gradient.
 
@@ -312,8 +312,10 @@ def refine(logits_fn, images, labels, budget, kernels, *, steps, linear_steps=1,
   images, budget 0.1, random starts) one gradient with 4 linearized steps gained as much loss as
   2-3 full steps.
 
-  For training adversaries: no restarts and no best-iterate bookkeeping; the last iterate is
-  returned, raw (callers make it admissible). The logits start at
+  For training adversaries: no restarts; the result is raw (callers make it admissible). It is
+  the last iterate, or with `best_iterate` the iterate of highest loss per example: the losses
+  of the iterates a gradient is taken at come free with the gradients, and the last iterate's
+  costs one more forward pass. The logits start at
   `log((1 - floor) kernels + floor / k^2)` (the floor lets weights outside a proposal's support
   grow within a few steps) and move by `step_size * family_params.step_scale("free_form")`.
   The result is differentiable in `kernels` straight through the search (the gradient is the
@@ -331,16 +333,28 @@ def refine(logits_fn, images, labels, budget, kernels, *, steps, linear_steps=1,
     a = alpha[:, None, None, None]
     return a * blurred + (1.0 - a) * clean
 
-  loss = lambda image: jnp.sum(attack_loss(logits_fn(image), labels)[0])
+  def loss(image):
+    per_example = attack_loss(logits_fn(image), labels)[0]
+    return jnp.sum(per_example), per_example
+
+  def keep_best(best, best_loss, current, value):
+    return (jnp.where((value > best_loss)[:, None, None], current, best),
+            jnp.maximum(value, best_loss))
+
   step = step_size * family_params.step_scale("free_form")
-  logits = jax.lax.stop_gradient(start)
+  logits = best = jax.lax.stop_gradient(start)
+  best_loss = jnp.full(labels.shape, -jnp.inf)
   for _ in range(steps):
     image, pullback = jax.vjp(attacked, logits)
-    gradient = jax.grad(loss)(image)
+    gradient, value = jax.grad(loss, has_aux=True)(image)
+    # Without best_iterate this bookkeeping is unused, and XLA drops it.
+    best, best_loss = keep_best(best, best_loss, logits, value)
     for i in range(linear_steps):
       if i:  # The first linearized step reuses the pullback at the classifier's image.
         _, pullback = jax.vjp(attacked, logits)
       logits = logits + step * jnp.sign(pullback(gradient)[0])
+  if best_iterate and steps:
+    logits, _ = keep_best(best, best_loss, logits, loss(attacked(logits))[1])
   return kernels_lib.free_form(start + jax.lax.stop_gradient(logits - start))
 
 

@@ -59,7 +59,7 @@ from blur_adv.trainers.losses import consistency_loss, cross_entropy
 KINDS = ("network", "pgd", "random")
 FIELDS = ("kind", "kernel_size", "families", "features", "noise_dim", "learning_rate",
           "fidelity_weight", "clean_fraction", "update_every", "warmup_steps", "pgd_steps",
-          "refine_steps", "refine_linear_steps", "refine_step_size",
+          "refine_steps", "refine_linear_steps", "refine_step_size", "refine_best_iterate",
           "strength_every_steps", "strength_examples", "strength_attack_steps",
           "strength_attack_restarts")
 
@@ -79,6 +79,7 @@ def check_config(config):
   config_checks.check_int(field("refine_steps"), adv.refine_steps, minimum=0)
   config_checks.check_int(field("refine_linear_steps"), adv.refine_linear_steps)
   config_checks.check_number(field("refine_step_size"), adv.refine_step_size, 0, low_open=True)
+  config_checks.check_bool(field("refine_best_iterate"), adv.refine_best_iterate)
   config_checks.check_int(field("strength_every_steps"), adv.strength_every_steps, minimum=0)
   for name in ("strength_examples", "strength_attack_steps", "strength_attack_restarts"):
     config_checks.check_int(field(name), adv[name])
@@ -197,7 +198,7 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
       return kernels
     return attacks.refine(logits_fn, images, labels, config.budget, kernels,
                           steps=adv.refine_steps, linear_steps=adv.refine_linear_steps,
-                          step_size=adv.refine_step_size)
+                          step_size=adv.refine_step_size, best_iterate=adv.refine_best_iterate)
 
   def adversary(state: TrainState, images, labels, rng):
     """The adversary's admissible kernels `(B, k, k)` for `images` as a train step with `rng`
