@@ -117,12 +117,11 @@ def main(argv):
     variant.adversary.update({**BASE, **changes})
     trainer = trainers.TRAINERS.get("adversarial")(variant, exp.eval_source.num_classes,
                                                    exp.total_steps, exp.steps_per_epoch)
-    # A fresh function per row: jitting one function object twice would reuse its first trace.
-    propose = jax.jit(lambda s, x, y, key, t=trainer: t.adversary(s, x, y, key)[0])
+    propose = jax.jit(trainer.adversary)  # Each row's trainer is a new closure: its own trace.
     values = []
     for seed in range(FLAGS.seeds):
-      attacked = logits_fn(blur_lib.blur(images, propose(state, images, labels,
-                                                         jax.random.PRNGKey(100 + seed))))
+      kernels, _ = propose(state, images, labels, jax.random.PRNGKey(100 + seed))
+      attacked = logits_fn(blur_lib.blur(images, kernels))
       values.append(strength.summarize(
           clean_logits, labels, strength._cross_entropy(attacked, labels),  # pylint: disable=protected-access
           np.asarray(jnp.argmax(attacked, -1)) != labels, reference, reference_wrong))
