@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from typing import Any, Callable
+
+from absl import logging
 
 from blur_adv import data
 from blur_adv.ops import attacks
@@ -72,7 +75,11 @@ def run(names, inputs: Inputs) -> dict[str, dict[str, float]]:
   results = {}
   for name in names:
     evaluator = EVALUATORS.get(name, field="evaluators")
+    # Robustness evaluators run for minutes to hours: say when each starts and what it took.
+    logging.info("Evaluator %s: started.", name)
+    start = time.perf_counter()
     results[name] = evaluator.run(_section(evaluator, inputs.config), inputs)
+    logging.info("Evaluator %s: done in %.0f s.", name, time.perf_counter() - start)
   return results
 
 
