@@ -3,6 +3,8 @@
 Runs the evaluators named in `config.evaluators` and writes their results
 into `DIR/eval.json` as {"step": ..., "<evaluator>": {...}, ...}, keeping
 entries of evaluators not run this time, then the evaluators' artifacts.
+eval.json is rewritten (atomically) as each evaluator finishes, so a killed
+evaluation keeps the evaluators it finished.
 """
 from __future__ import annotations
 
@@ -31,11 +33,15 @@ def evaluate_checkpoint(config, workdir: str) -> dict[str, Any]:
   path = paths.resolve(workdir) / "eval.json"
   results = jsonio.read_json(path)
   results["step"] = int(restored.state.step)
-  for name, out in evaluators.run(config.evaluators, inputs).items():
+
+  def keep(name, out):  # Written after every evaluator: a killed evaluation keeps what finished.
     results[name] = out
     logging.info("%s at step %d: %s", name, results["step"], out)
+    if jax.process_index() == 0:
+      jsonio.write_json(path, results)
+
+  evaluators.run(config.evaluators, inputs, on_result=keep)
   if jax.process_index() == 0:
-    jsonio.write_json(path, results)
     for written in evaluators.write_artifacts(config.evaluators, inputs, results,
                                               paths.resolve(workdir)):
       logging.info("Wrote %s", written)

@@ -7,8 +7,9 @@
   python experiments/sweep.py --sweep=budget --evaluators=clean,worst_case ...  # fewer evaluators
 
 Each run is `python -m blur_adv.main` then `python -m blur_adv.evaluate` with the sweep's config
-overrides, in its own workdir `OUT/<run name>`; finished runs (an eval.json present) are skipped,
-so an interrupted sweep resumes (and a killed run resumes from its checkpoint). `--launch=inline`
+overrides, in its own workdir `OUT/<run name>`; finished runs (an eval.json holding every
+evaluator) are skipped, so an interrupted sweep resumes: a killed training from its checkpoint, a
+killed evaluation with the evaluators it had not finished. `--launch=inline`
 runs them in this process instead of subprocesses (no start-up per run; used by the tests).
 `--launch=print` prints the commands instead (one line per run,
 for a cluster scheduler) and, once the runs are done, `--launch=collect` gathers the results.
@@ -105,6 +106,13 @@ def run_commands(config, workdir, overrides, extra=(), evaluators=EVALUATORS):
   return ([sys.executable, "-m", "blur_adv.main"] + common,
           [sys.executable, "-m", "blur_adv.evaluate"] + common
           + [_flag("evaluators", tuple(evaluators))])
+
+
+def missing_evaluators(workdir: epath.Path, evaluators) -> tuple[str, ...]:
+  """The `evaluators` a run's eval.json lacks (all of them before its first evaluation): a
+  finished run is skipped, and an evaluation killed part-way runs only what it had left."""
+  done = jsonio.read_json(workdir / "eval.json")
+  return tuple(name for name in evaluators if name not in done)
 
 
 def load_config(config_arg, overrides, extra=()):
@@ -249,12 +257,16 @@ def main(argv):
   out.mkdir(parents=True, exist_ok=True)
   for name, overrides in runs:
     workdir = os.fspath(out / name)
-    commands = run_commands(FLAGS.config, workdir, overrides, FLAGS.override, FLAGS.evaluators)
     if FLAGS.launch == "print":
+      commands = run_commands(FLAGS.config, workdir, overrides, FLAGS.override, FLAGS.evaluators)
       print(" && ".join(shlex.join(c) for c in commands))
-    elif (out / name / "eval.json").exists() or FLAGS.launch == "collect":
       continue
-    elif FLAGS.launch == "local":
+    evaluators = missing_evaluators(out / name, FLAGS.evaluators)
+    if not evaluators or FLAGS.launch == "collect":
+      continue
+    # Training resumes from its last checkpoint (a finished one only re-evaluates clean).
+    commands = run_commands(FLAGS.config, workdir, overrides, FLAGS.override, evaluators)
+    if FLAGS.launch == "local":
       _write_commands(out / name, commands)
       for command in commands:
         print("+", shlex.join(command), flush=True)
@@ -262,7 +274,7 @@ def main(argv):
     else:
       print("+ inline", name, overrides, flush=True)
       _write_commands(out / name, commands)
-      run_inline(FLAGS.config, workdir, overrides, FLAGS.override, FLAGS.evaluators)
+      run_inline(FLAGS.config, workdir, overrides, FLAGS.override, evaluators)
   if FLAGS.launch == "print":
     return
   rows = collect(FLAGS.out, all_runs)  # Every finished run of the sweep, not only this subset.

@@ -1,5 +1,5 @@
 """`blur_adv.evaluate` needs only the split it evaluates: a checkpoint trained on one image folder
-evaluates on another folder that holds only `test/`."""
+evaluates on another folder that holds only `test/`; and it keeps every evaluator it finished."""
 import json
 import os
 import shutil
@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from blur_adv import evaluate, train
+from blur_adv.evaluators import base as evaluator_base
 
 
 def _write_folder(root, splits, per_class, seed=0):
@@ -36,7 +37,7 @@ def _config(root):
   return config
 
 
-def test_evaluate_opens_only_the_eval_split(tmp_path):
+def test_evaluate_opens_only_the_eval_split(tmp_path, monkeypatch):
   trained_on = _write_folder(tmp_path / "full", ("train", "test"), {"train": 24, "test": 8})
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(_config(trained_on), workdir)
@@ -52,6 +53,20 @@ def test_evaluate_opens_only_the_eval_split(tmp_path):
   # trained ones, not ones re-initialized from the eval images.
   assert results["clean"]["accuracy"] == pytest.approx(trained_accuracy, abs=1e-6)
   assert results["clean"]["accuracy/ci95_lo"] <= results["clean"]["accuracy"]
+
+  # eval.json is written as each evaluator finishes: one that fails later loses nothing.
+  def fail(section, inputs):
+    del section, inputs
+    raise RuntimeError("killed")
+  registered = evaluator_base.EVALUATORS._entries  # pylint: disable=protected-access
+  monkeypatch.setitem(registered, "fails", evaluator_base.Evaluator(fail))
+  os.remove(os.path.join(workdir, "eval.json"))
+  config.evaluators = ("clean", "fails")
+  with pytest.raises(RuntimeError, match="killed"):
+    evaluate.evaluate_checkpoint(config, workdir)
+  with open(os.path.join(workdir, "eval.json")) as f:
+    assert json.load(f)["clean"] == results["clean"]
+  config.evaluators = ("clean",)
 
   # Training on the test-only folder still names the missing split.
   with pytest.raises(ValueError, match="Unknown split 'train'"):

@@ -3,6 +3,7 @@
 
 import csv
 import importlib.util
+import json
 import os
 
 import pytest
@@ -69,6 +70,18 @@ def test_defense_sweep_runs_every_defense_end_to_end(tmp_path):
   # Finished runs are skipped (nothing is trained again) and the results re-collected.
   again = _run_sweep("defense", tmp_path)
   assert again.returncode == 0 and "+ inline" not in again.stdout and "| consistency |" in again.stdout
+  # An evaluation killed part-way resumes with only the evaluators its eval.json lacks.
+  eval_path = tmp_path / "standard" / "eval.json"
+  partial = json.loads(eval_path.read_text())
+  kept = partial.pop("worst_case")
+  eval_path.write_text(json.dumps(partial))
+  resumed = _run_sweep("defense", tmp_path)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert resumed.stdout.count("+ inline") == 1 and "+ inline standard " in resumed.stdout
+  restored = json.loads(eval_path.read_text())
+  assert restored["worst_case"] == pytest.approx(kept)  # The same attack, the same numbers.
+  assert restored["minimal_flip"] == partial["minimal_flip"]  # Not run again.
+  assert sweep.missing_evaluators(epath.Path(tmp_path) / "standard", sweep.EVALUATORS) == ()
 
 
 @pytest.mark.slow

@@ -70,8 +70,10 @@ def _section(evaluator: Evaluator, config):
   return None if evaluator.section is None else config[evaluator.section]
 
 
-def run(names, inputs: Inputs) -> dict[str, dict[str, float]]:
-  """Runs the evaluators `names` in order; returns their results by name."""
+def run(names, inputs: Inputs,
+        on_result: Callable[[str, dict], None] | None = None) -> dict[str, dict[str, float]]:
+  """Runs the evaluators `names` in order; returns their results by name. `on_result(name,
+  result)` is called as each finishes (so a long evaluation can keep what it has)."""
   results = {}
   for name in names:
     evaluator = EVALUATORS.get(name, field="evaluators")
@@ -80,6 +82,8 @@ def run(names, inputs: Inputs) -> dict[str, dict[str, float]]:
     start = time.perf_counter()
     results[name] = evaluator.run(_section(evaluator, inputs.config), inputs)
     logging.info("Evaluator %s: done in %.0f s.", name, time.perf_counter() - start)
+    if on_result is not None:
+      on_result(name, results[name])
   return results
 
 
