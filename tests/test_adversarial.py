@@ -134,6 +134,11 @@ def test_attack_convergence_compares_the_table_attack_with_a_stronger_one(traine
   config = _tiny(evaluators=("attack_convergence",))
   results = evaluate_checkpoint(config, workdir)["attack_convergence"]
   assert results["num_examples"] == config.robustness.convergence_examples
+  rob = config.robustness
+  assert (results["table/attack_steps"], results["table/attack_restarts"]) == (
+      rob.attack_steps, rob.attack_restarts)
+  assert (results["strong/attack_steps"], results["strong/attack_restarts"]) == (
+      5 * rob.attack_steps, max(5, rob.attack_restarts))
   for budget in config.robustness.budgets:
     table, strong = results[f"{budget:g}/table"], results[f"{budget:g}/strong"]
     # The strong attack's first restart retraces the table attack's steps, then goes further.

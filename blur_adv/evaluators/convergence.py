@@ -11,8 +11,9 @@ the table's worst-case numbers overstate robustness.
       --config.evaluators="('attack_convergence',)"
 
 adds `"attack_convergence": {"<budget>/table": .., "<budget>/strong": .., "<budget>/difference":
-.., "<budget>/difference/ci95_lo": .., ...}` to DIR/eval.json (difference = table - strong, its
-interval a paired bootstrap over the same examples).
+.., "<budget>/difference/ci95_lo": .., ..., "table/attack_steps": .., "strong/attack_restarts":
+..}` to DIR/eval.json (difference = table - strong, its interval a paired bootstrap over the
+same examples).
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ def attack_convergence(rob, inputs: Inputs):
                                           batch_size=inputs.config.eval_batch_size)
       for name, settings in (("table", rob), ("strong", strong_settings(rob)))}
   out = {"num_examples": float(len(labels))}
+  for name, settings in (("table", rob), ("strong", strong_settings(rob))):  # Which attacks.
+    out.update({f"{name}/{k}": v for k, v in robustness.attack_record(settings).items()})
   for budget in rob.budgets:
     table, strong = (correct[name][f"{budget:g}/all"] for name in ("table", "strong"))
     out[f"{budget:g}/table"] = float(np.mean(table))

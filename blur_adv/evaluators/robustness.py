@@ -208,12 +208,17 @@ def worst_case(rob, inputs: Inputs):
   out = accuracies_with_intervals(worst_case_correct(
       inputs.predict, images, labels, rob, jax.random.PRNGKey(inputs.config.seed + 1),
       batch_size=inputs.config.eval_batch_size))
-  return {**out, **_attack_record(_attack_kwargs(rob))}
+  return {**out, **attack_record(rob)}
 
 
 def _attack_record(kwargs):
   """The attack's steps and restarts, so an eval.json says which attack made its numbers."""
   return {"attack_steps": kwargs["steps"], "attack_restarts": kwargs["restarts"]}
+
+
+def attack_record(rob):
+  """`_attack_record` of the worst_case attack `rob` describes."""
+  return _attack_record(_attack_kwargs(rob))
 
 
 def minimal_flip_budgets(logits_fn, images, labels, rob, key, **speed):
