@@ -5,7 +5,8 @@ images under several attack settings, each against the last (the strongest).
       --workdir=results/cifar10/table/standard_seed0 --settings=20x2,20x4,100x5
 
 Settings are `STEPSxRESTARTS` of the worst_case evaluator's attack (every family of
-`config.robustness`, its kernel size and step size, the evaluator's key). The images are
+`config.robustness`, its kernel size and step size, the evaluator's key) on the classifier
+without test-time augmentation (as `:table` evaluates it). The images are
 `--examples` training images from `--offset`, never the validation split the table reports, so
 the table's attack can be chosen here and checked there (`attack_convergence`). Each row prints
 worst-case accuracy over all families and per family, the paired difference to the last row

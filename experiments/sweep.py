@@ -9,7 +9,8 @@
 Each run is `python -m blur_adv.main` then `python -m blur_adv.evaluate` with the sweep's config
 overrides, in its own workdir `OUT/<run name>`; finished runs (an eval.json holding every
 evaluator) are skipped, so an interrupted sweep resumes: a killed training from its checkpoint, a
-killed evaluation with the evaluators it had not finished. `--launch=inline`
+killed evaluation with the evaluators it had not finished. An evaluator whose recorded attack
+(steps, restarts) differs from the config's is run again. `--launch=inline`
 runs them in this process instead of subprocesses (no start-up per run; used by the tests).
 `--launch=print` prints the commands instead (one line per run,
 for a cluster scheduler) and, once the runs are done, `--launch=collect` gathers the results.
@@ -108,11 +109,19 @@ def run_commands(config, workdir, overrides, extra=(), evaluators=EVALUATORS):
           + [_flag("evaluators", tuple(evaluators))])
 
 
-def missing_evaluators(workdir: epath.Path, evaluators) -> tuple[str, ...]:
-  """The `evaluators` a run's eval.json lacks (all of them before its first evaluation): a
-  finished run is skipped, and an evaluation killed part-way runs only what it had left."""
+def missing_evaluators(workdir: epath.Path, evaluators, config) -> tuple[str, ...]:
+  """The `evaluators` a run's eval.json lacks (all of them before its first evaluation), or
+  holds from another attack than `config`'s: a finished run is skipped, an evaluation killed
+  part-way runs only what it had left, and a changed attack re-runs the evaluators it makes."""
+  from blur_adv.evaluators import robustness  # pylint: disable=g-import-not-at-top  (JAX)
   done = jsonio.read_json(workdir / "eval.json")
-  return tuple(name for name in evaluators if name not in done)
+  records = robustness.attack_records(config.robustness)
+
+  def current(name):
+    recorded = done.get(name)
+    return recorded is not None and all(recorded.get(k) == v
+                                        for k, v in records.get(name, {}).items())
+  return tuple(name for name in evaluators if not current(name))
 
 
 def load_config(config_arg, overrides, extra=()):
@@ -261,7 +270,8 @@ def main(argv):
       commands = run_commands(FLAGS.config, workdir, overrides, FLAGS.override, FLAGS.evaluators)
       print(" && ".join(shlex.join(c) for c in commands))
       continue
-    evaluators = missing_evaluators(out / name, FLAGS.evaluators)
+    config = load_config(FLAGS.config, overrides, FLAGS.override)
+    evaluators = missing_evaluators(out / name, FLAGS.evaluators, config)
     if not evaluators or FLAGS.launch == "collect":
       continue
     # Training resumes from its last checkpoint (a finished one only re-evaluates clean).

@@ -70,18 +70,28 @@ def test_defense_sweep_runs_every_defense_end_to_end(tmp_path):
   # Finished runs are skipped (nothing is trained again) and the results re-collected.
   again = _run_sweep("defense", tmp_path)
   assert again.returncode == 0 and "+ inline" not in again.stdout and "| consistency |" in again.stdout
-  # An evaluation killed part-way resumes with only the evaluators its eval.json lacks.
-  eval_path = tmp_path / "standard" / "eval.json"
-  partial = json.loads(eval_path.read_text())
-  kept = partial.pop("worst_case")
-  eval_path.write_text(json.dumps(partial))
+  # An evaluation killed part-way resumes with only the evaluators its eval.json lacks, and an
+  # evaluator recorded with another attack than the config's runs again.
+  def edit(run, change):
+    path = tmp_path / run / "eval.json"
+    results = json.loads(path.read_text())
+    change(results)
+    path.write_text(json.dumps(results))
+    return results
+  stale = edit("standard", lambda r: r["worst_case"].update(attack_steps=99))
+  edit("standard", lambda r: r["minimal_flip"].update(median=-1.0))  # Must not be recomputed.
+  killed = edit("augmentation", lambda r: r.pop("corruptions"))
   resumed = _run_sweep("defense", tmp_path)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert resumed.stdout.count("+ inline") == 1 and "+ inline standard " in resumed.stdout
-  restored = json.loads(eval_path.read_text())
-  assert restored["worst_case"] == pytest.approx(kept)  # The same attack, the same numbers.
-  assert restored["minimal_flip"] == partial["minimal_flip"]  # Not run again.
-  assert sweep.missing_evaluators(epath.Path(tmp_path) / "standard", sweep.EVALUATORS) == ()
+  assert resumed.stdout.count("+ inline") == 2, resumed.stdout
+  standard = json.loads((tmp_path / "standard" / "eval.json").read_text())
+  assert standard["worst_case"]["attack_steps"] == 1  # TINY's attack, re-run.
+  assert {k: v for k, v in standard["worst_case"].items() if k != "attack_steps"} == (
+      pytest.approx({k: v for k, v in stale["worst_case"].items() if k != "attack_steps"}))
+  assert standard["minimal_flip"]["median"] == -1.0
+  augmentation = json.loads((tmp_path / "augmentation" / "eval.json").read_text())
+  assert "corruptions" in augmentation
+  assert {k: augmentation[k] for k in killed} == killed
 
 
 @pytest.mark.slow

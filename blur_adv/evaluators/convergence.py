@@ -41,12 +41,13 @@ def attack_convergence(rob, inputs: Inputs):
   images, labels = robustness.examples(rob, inputs)
   images, labels = images[:rob.convergence_examples], labels[:rob.convergence_examples]
   key = jax.random.PRNGKey(inputs.config.seed + 1)  # the worst_case evaluator's key
+  attacks = {"table": rob, "strong": strong_settings(rob)}
   correct = {
       name: robustness.worst_case_correct(inputs.predict, images, labels, settings, key,
                                           batch_size=inputs.config.eval_batch_size)
-      for name, settings in (("table", rob), ("strong", strong_settings(rob)))}
+      for name, settings in attacks.items()}
   out = {"num_examples": float(len(labels))}
-  for name, settings in (("table", rob), ("strong", strong_settings(rob))):  # Which attacks.
+  for name, settings in attacks.items():  # Which two attacks made the numbers.
     out.update({f"{name}/{k}": v for k, v in robustness.attack_record(settings).items()})
   for budget in rob.budgets:
     table, strong = (correct[name][f"{budget:g}/all"] for name in ("table", "strong"))

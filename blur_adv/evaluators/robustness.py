@@ -221,6 +221,13 @@ def attack_record(rob):
   return _attack_record(_attack_kwargs(rob))
 
 
+def attack_records(rob) -> dict[str, dict[str, int]]:
+  """What the attacking evaluators record of their attack under the settings `rob`, by
+  evaluator: results recorded under other settings are stale (experiments/sweep.py)."""
+  return {"worst_case": attack_record(rob),
+          "minimal_flip": _attack_record(_flip_attack_kwargs(rob))}
+
+
 def minimal_flip_budgets(logits_fn, images, labels, rob, key, **speed):
   """Per-example minimal flip budget over all families `(N,)`, and each family's `{f: (N,)}`.
 
@@ -245,7 +252,7 @@ def minimal_flip(rob, inputs: Inputs):
   q1, median, q3 = np.quantile(overall, [0.25, 0.5, 0.75], method="inverted_cdf")
   out = {"q1": float(q1), "median": float(median), "q3": float(q3),
          "never_flipped": float(np.mean(np.isinf(overall))), "curve_area": area,
-         **_attack_record(_flip_attack_kwargs(rob))}
+         **attack_records(rob)["minimal_flip"]}
   out.update(bootstrap.with_interval("median", overall, bootstrap.median_statistic))
   out.update(bootstrap.with_interval("never_flipped", np.isinf(overall)))
   # The area is linear in the accuracies, so it is the mean of each example's own area.

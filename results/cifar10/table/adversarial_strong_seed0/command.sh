@@ -5,3 +5,5 @@ python -m blur_adv.evaluate --config=configs/cifar10_fast.py:table --workdir=res
 # (minimal_flip keeps 10 x 1, unchanged), and its convergence checked on the first 128 images at budget 0.1:
 python -m blur_adv.evaluate --config=configs/cifar10_fast.py:table --workdir=results/cifar10/table/adversarial_strong_seed0 --config.trainer=adversarial --config.adversary.refine_steps=1 --config.adversary.refine_linear_steps=4 --config.adversary.refine_step_size=0.1 --config.seed=0 "--config.evaluators=('worst_case',)"
 python -m blur_adv.evaluate --config=configs/cifar10_fast.py:table --workdir=results/cifar10/table/adversarial_strong_seed0 --config.trainer=adversarial --config.adversary.refine_steps=1 --config.adversary.refine_linear_steps=4 --config.adversary.refine_step_size=0.1 --config.seed=0 "--config.evaluators=('attack_convergence',)" "--config.robustness.budgets=(0.1,)" --config.robustness.convergence_examples=128
+# 2026-12-05: minimal_flip's eval.json entry predates its attack record; it was made with the table's first
+# attack, 10 steps x 1 start (the flip attack since), so attack_steps=10, attack_restarts=1 were added to it by hand.

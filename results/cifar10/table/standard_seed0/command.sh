@@ -11,3 +11,5 @@ python -m blur_adv.evaluate --config=configs/cifar10_fast.py:table --workdir=res
 # 2026-12-05: convergence of the table's attack on this non-adversarial model, first 128 val images, budget 0.1
 # (908 s, 2 quiet cores): table attack 43.8% vs 100 x 5 attack 39.8%, difference 3.9 points [1.6, 7.8]: NOT converged.
 python -m blur_adv.evaluate --config=configs/cifar10_fast.py:table --workdir=results/cifar10/table/standard_seed0 --config.trainer=standard --config.seed=0 "--config.evaluators=('attack_convergence',)" "--config.robustness.budgets=(0.1,)" --config.robustness.convergence_examples=128
+# 2026-12-05: minimal_flip's eval.json entry predates its attack record; it was made with the table's first
+# attack, 10 steps x 1 start (the flip attack since), so attack_steps=10, attack_restarts=1 were added to it by hand.
