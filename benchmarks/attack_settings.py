@@ -25,7 +25,7 @@ from ml_collections import config_flags
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from blur_adv import data, experiment
-from blur_adv.evaluators import bootstrap
+from blur_adv.evaluators import bootstrap, robustness
 from blur_adv.models.test_time_augmentation import without_test_time_augmentation
 from blur_adv.ops import attacks
 
@@ -69,11 +69,12 @@ def main(argv):
         f"budget {FLAGS.budget}, step size {rob.attack_step_size}", flush=True)
   rows = []
   for steps, restarts in settings:
+    setting = rob.copy_and_resolve_references()  # The evaluator's attack with these counts.
+    setting.update(attack_steps=steps, attack_restarts=restarts, budgets=(FLAGS.budget,))
     start = time.time()
-    correct = attacks.worst_case_correct(
-        logits_fn, images, labels, FLAGS.budget, key, families=tuple(rob.families),
-        batch_size=config.eval_batch_size, size=rob.kernel_size, steps=steps, restarts=restarts,
-        step_size=rob.attack_step_size)
+    correct = robustness.worst_case_correct(logits_fn, images, labels, setting, key,
+                                            batch_size=config.eval_batch_size)
+    correct = {k.split("/", 1)[1]: v for k, v in correct.items()}  # "<budget>/<family>" -> family
     rows.append((f"{steps} x {restarts}", correct, time.time() - start))
   reference = rows[-1][1]["all"].astype(np.float64)
   families = [k for k in rows[0][1] if k not in ("all", "clean")]

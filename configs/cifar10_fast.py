@@ -65,10 +65,11 @@ def get_config(arg: str | None = None):
     config.tta = "none"
     config.robustness.num_examples = 1000
     config.robustness.budgets = (0.05, 0.1)  # The table's columns (each budget is a full attack).
-    # Chosen with attack_convergence's strong attack (5x the steps, 5 restarts) on 128 training
-    # images at budget 0.1. Adversarial model: 10 x 1 left 78.1% correct, 20 x 2 75.0%, 50 x 5
-    # 74.2%. Standard model: 20 x 2 left 41.4%, 50 x 2 41.4%, 10 x 5 41.4%, 20 x 4 40.6%, 20 x 5
-    # 40.6%, 100 x 5 39.8%: restarts matter, steps past 20 do not. The minimal-flip bisection
+    # Chosen on 128 training images at budget 0.1 against attack_convergence's strong attack
+    # (benchmarks/attack_settings.py). Adversarial model: 10 x 1 left 78.1% correct, 20 x 2
+    # 75.0%, 50 x 5 74.2%. Standard model: 20 x 2 left 41.4%, 50 x 2 41.4%, 10 x 5 41.4%, 20 x 4
+    # 40.6%, 20 x 5 40.6%, 100 x 5 39.8% (53, 52, 51 of 128 images: extra starts helped, extra
+    # steps did not, on one or two images). The minimal-flip bisection
     # (6 probes, each a full attack) keeps 10 x 1 (20 x 4 would be 8x its work), so its budgets
     # are upper bounds.
     config.robustness.attack_steps = 20

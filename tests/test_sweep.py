@@ -78,8 +78,10 @@ def test_defense_sweep_runs_every_defense_end_to_end(tmp_path):
     change(results)
     path.write_text(json.dumps(results))
     return results
-  stale = edit("standard", lambda r: r["worst_case"].update(attack_steps=99))
-  edit("standard", lambda r: r["minimal_flip"].update(median=-1.0))  # Must not be recomputed.
+  def stale_attack_and_placeholder(results):
+    results["worst_case"]["attack_steps"] = 99
+    results["minimal_flip"]["median"] = -1.0  # Would be overwritten if re-run.
+  stale = edit("standard", stale_attack_and_placeholder)
   killed = edit("augmentation", lambda r: r.pop("corruptions"))
   resumed = _run_sweep("defense", tmp_path)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
