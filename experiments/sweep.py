@@ -42,6 +42,15 @@ SPARSE = {"trainer": "adversarial", "adversary.clean_fraction": 0.9, "adversary.
           "adversary.refine_linear_steps": 1, "adversary.refine_step_size": 0.05,
           "adversary.refine_best_iterate": True}
 AUGMENT, CONSISTENCY = {"defense.augment_probability": 0.5}, {"defense.consistency_weight": 1.0}
+# The strong adversary trained at twice the table's budget (fixed in advance, not tuned): with
+# one classifier gradient it reaches ~0.6 of the reference attack's gain at a given budget
+# (benchmarks/strength_frontier.py), so a wider budget lets it find kernels about as harmful as
+# the evaluation's converged attack at 0.1.
+STRONG_WIDE = {**STRONG, "budget": 0.2}
+# Gaussian noise on half of the training examples (sigma 0.1 of the [0, 1] range, fixed in advance
+# after the published Gaussian-noise CIFAR-10-C entry, not tuned): glass blur's pixel swaps are no
+# convolution, so no kernel adversary covers them.
+NOISE = {"defense.noise_probability": 0.5, "defense.noise_std": 0.1}
 
 
 def _seeds(name, overrides, seeds=(0, 1)):
@@ -75,7 +84,9 @@ SWEEPS = {
               + _seeds("adversarial_strong", STRONG)
               + _seeds("adversarial_sparse", SPARSE, seeds=(0,))
               + _seeds("adversarial_strong_augmentation", {**STRONG, **AUGMENT}, seeds=(0,))
-              + _seeds("adversarial_strong_consistency", {**STRONG, **CONSISTENCY}, seeds=(0,))),
+              + _seeds("adversarial_strong_consistency", {**STRONG, **CONSISTENCY}, seeds=(0,))
+              + _seeds("adversarial_strong_budget0.2", STRONG_WIDE)
+              + _seeds("adversarial_strong_budget0.2_noise", {**STRONG_WIDE, **NOISE}, seeds=(0,))),
 }
 
 # Headline columns of the markdown table: (eval.json path, header).

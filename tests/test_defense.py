@@ -55,6 +55,24 @@ def test_random_blur_uses_each_examples_own_kernel_and_probability():
   assert 0.22 < changed.mean() < 0.38
 
 
+def test_noise_augmentation_noises_each_example_by_its_own_key_then_clips():
+  config = _tiny(defense__noise_probability=0.5, defense__noise_std=0.1)
+  add_noise = jax.jit(lambda keys, images: defense.add_noise(config, keys, images))
+  images = 0.25 + 0.5 * _images(batch=400, size=8)  # In [0.25, 0.75]: 0.1-std noise rarely clips.
+  keys = jax.random.split(jax.random.PRNGKey(3), len(images))
+  delta = np.asarray(add_noise(keys, images) - images)
+  noised = np.abs(delta).max((1, 2, 3)) > 0
+  assert 0.42 < noised.mean() < 0.58
+  assert abs(delta[noised].std() - 0.1) < 0.005 and abs(delta[noised].mean()) < 0.005
+  # Example i's noise depends on its key only, not on the rest of the batch (device count).
+  np.testing.assert_allclose(add_noise(keys[5:6], images[5:6])[0], images[5] + delta[5],
+                             atol=1e-6)
+  out = np.asarray(add_noise(keys, jnp.zeros_like(images)))  # Noise below 0 is clipped to 0.
+  assert out.min() == 0.0 and out.max() <= 1.0 and (out[noised] > 0).mean() > 0.4
+  config.defense.noise_probability = 0.0
+  assert defense.add_noise(config, keys, images) is images
+
+
 def test_front_end_model_is_the_classifier_after_deblurring():
   config = _tiny(defense__front_end="wiener")
   config.defense.front_end_options = {"nsr": 0.05}
@@ -150,7 +168,8 @@ def test_unet_front_end_is_pretrained_then_frozen_or_fine_tuned(trainable, tmp_p
 
 @pytest.mark.parametrize("trainer", ["standard", "adversarial"])
 def test_consistency_and_augmentation_runs_train(trainer, tmp_path):
-  config = _tiny(defense__consistency_weight=1.0, defense__augment_probability=0.5)
+  config = _tiny(defense__consistency_weight=1.0, defense__augment_probability=0.5,
+                 defense__noise_probability=0.5)
   config.trainer = trainer
   state = train.train_and_evaluate(config, str(tmp_path))
   assert int(state.step) == 3
@@ -166,6 +185,8 @@ def test_consistency_and_augmentation_runs_train(trainer, tmp_path):
     ("augment_families", ("gaussian", "blob"), "unknown family 'blob'"),
     ("augment_kernel_size", 4, "odd int"),
     ("consistency_weight", -1.0, "config.defense.consistency_weight"),
+    ("noise_probability", -0.5, "config.defense.noise_probability=-0.5"),
+    ("noise_std", -0.1, "config.defense.noise_std=-0.1"),
     ("unet_pretrain_steps", -2, "config.defense.unet_pretrain_steps"),
     ("unet_features", (), "config.defense.unet_features"),
 ])

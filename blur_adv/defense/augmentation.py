@@ -44,6 +44,21 @@ def augment_images(config, keys, images):
   return random_blur(d, keys, images, d.augment_probability)
 
 
+def add_noise(config, keys, images):
+  """Gaussian-noise augmentation of the classifier's input: example i gets i.i.d. per-pixel noise
+  of std `noise_std` with probability `noise_probability` (drawn from `keys[i]`), then is clipped
+  to [0, 1]. Identity when `noise_probability` is 0. Trainers apply it last, to what the
+  classifier sees, so an adversary's SSIM budget is measured on noise-free images."""
+  d = defense_config.settings(config)
+  if d.noise_probability <= 0:
+    return images
+  keys = jax.vmap(lambda k: jax.random.fold_in(k, 103))(keys)  # Apart from other users of keys.
+  noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 0), images.shape[1:]))(keys)
+  apply = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 1)))(keys)
+  scale = jnp.where(apply < d.noise_probability, d.noise_std, 0.0).astype(images.dtype)
+  return jnp.clip(images + scale[:, None, None, None] * noise, 0.0, 1.0)
+
+
 def blurred_view(config, keys, images):
   """The always-blurred second view of the consistency loss."""
   keys = jax.vmap(lambda k: jax.random.fold_in(k, 102))(keys)

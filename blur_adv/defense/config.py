@@ -7,6 +7,11 @@ every trainer, compose:
   probability, by a random kernel of `augment_families` at severities `augment_ranges`
   (`augment.default_ranges` when empty). Randomness is keyed per example, so it does not depend
   on the device count. Composes with the adversary (augmentation first, then the attack).
+- Gaussian-noise augmentation (`noise_probability` > 0): with that probability a training
+  example gets per-pixel Gaussian noise of std `noise_std` (images in [0, 1]), added last, to
+  what the classifier sees (after blur augmentation and after the adversary, whose SSIM budget
+  is measured on the noise-free image). Not a blur: it is the published cheap defense against
+  CIFAR-10-C's glass blur, whose local pixel swaps no convolution kernel can make.
 - Deblurring front-end (`front_end` != "none"): a `front_end.FRONT_ENDS` entry placed before the
   classifier inside the model, so training, evaluation and every attack see it. "unet" is a
   `models.unet.DeblurUNet` whose parameters live in `params["front_end"]`; it is pre-trained on
@@ -34,6 +39,8 @@ def default_settings() -> ml_collections.ConfigDict:
       "augment_families": families.DEFAULT_AUGMENT_FAMILIES,
       "augment_kernel_size": 7,
       "augment_ranges": ml_collections.ConfigDict(),  # {family: {param: (low, high)}}
+      "noise_probability": 0.0,
+      "noise_std": 0.1,
       "front_end": "none",
       "front_end_options": ml_collections.ConfigDict(),  # e.g. {"nsr": 0.02} for "wiener"
       "unet_features": (16, 32, 64),
@@ -75,6 +82,10 @@ def check_config(config):
   except ValueError as e:
     config_checks.fail("defense.augment_families/augment_kernel_size/augment_ranges",
                        (d.augment_families, d.augment_kernel_size), str(e))
+  if not 0.0 <= d.noise_probability <= 1.0:
+    fail("noise_probability", "must be in [0, 1].")
+  if not d.noise_std >= 0.0:
+    fail("noise_std", "must be >= 0.")
   if d.front_end not in front_end.FRONT_ENDS:
     fail("front_end", f"must be one of {sorted(front_end.FRONT_ENDS)}.")
   options = dict(d.front_end_options)

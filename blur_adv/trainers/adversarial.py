@@ -231,6 +231,7 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
       a = alpha[:, None, None, None]
       blurred = _reverse_gradient(a * blurred_raw + (1.0 - a) * clean)
       inputs = images.at[rows].set(jnp.where(warm, blurred, clean))
+      inputs = augmentation.add_noise(config, keys, inputs)  # Identity unless configured.
       if consistency_weight > 0:  # The attacked rows' clean view; BatchNorm sees both.
         inputs = jnp.concatenate([inputs, clean])
       logits, updates = state.apply_fn(

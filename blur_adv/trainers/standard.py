@@ -29,7 +29,8 @@ def standard_trainer(config, num_classes: int, total_steps: int, steps_per_epoch
 
   def train_step(state: TrainState, batch, rng):
     keys = augmentation.example_keys(rng, batch["image"].shape[0])
-    images = augmentation.augment_images(config, keys, batch["image"])
+    images = augmentation.add_noise(config, keys,
+                                    augmentation.augment_images(config, keys, batch["image"]))
     if consistency_weight > 0:  # One pass over both views; BatchNorm sees them together.
       images = jnp.concatenate([images, augmentation.blurred_view(config, keys, batch["image"])])
 
