@@ -73,9 +73,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.adversary.strength_attack_restarts = 2
 
   # Defenses, all off here (see blur_adv/defense/): blur augmentation (augment_*), Gaussian-noise
-  # augmentation (noise_probability, noise_std: added last, after any blur), a deblurring
-  # front-end before the classifier (front_end: none | unsharp | wiener | richardson_lucy | unet),
-  # the blur-consistency loss (consistency_weight) and fine-tuning from a run (init_from).
+  # augmentation (noise_probability, noise_std: added last, after any blur, to the training batch),
+  # a deblurring front-end before the classifier (front_end: none | unsharp | wiener |
+  # richardson_lucy | unet), the blur-consistency loss (consistency_weight) and fine-tuning from
+  # a run (init_from).
   config.defense = defense_config.default_settings()
 
   # Robustness evaluation (evaluators 'corruptions', 'worst_case', 'minimal_flip').

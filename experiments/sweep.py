@@ -47,8 +47,9 @@ AUGMENT, CONSISTENCY = {"defense.augment_probability": 0.5}, {"defense.consisten
 # (benchmarks/strength_frontier.py), so a wider budget lets it find kernels about as harmful as
 # the evaluation's converged attack at 0.1.
 STRONG_WIDE = {**STRONG, "budget": 0.2}
-# Gaussian noise on half of the training examples (sigma 0.1 of the [0, 1] range, fixed in advance
-# after the published Gaussian-noise CIFAR-10-C entry, not tuned): glass blur's pixel swaps are no
+# Gaussian noise on half of the training examples, as in the Gaussian-noise CIFAR-10-C row of
+# ../shared/REFERENCE.md (Kireev et al. 2021), with sigma 0.1 of the [0, 1] range (CIFAR-10-C's
+# strongest Gaussian noise), fixed in advance, not tuned: glass blur's pixel swaps are no
 # convolution, so no kernel adversary covers them.
 NOISE = {"defense.noise_probability": 0.5, "defense.noise_std": 0.1}
 

@@ -29,6 +29,7 @@ for mode, devices in [("shard_map", 1), ("shard_map", 8), ("pmap", 8)]:
   config.log_every_steps = 4
   config.parallelism, config.num_devices = mode, devices
   config.defense.augment_probability = 0.5  # Per-example augmentation keys: device-invariant.
+  config.defense.noise_probability = 0.5
   name = f"{mode}_{devices}"
   state = train.train_and_evaluate(config, f"{workdir}/{name}")
   results[name] = json.load(open(f"{workdir}/{name}/final_metrics.json"))

@@ -1,4 +1,5 @@
-"""Blur augmentation inside train steps, keyed per example so it does not depend on the devices.
+"""Blur and noise augmentation inside train steps, keyed per example so it does not depend on the
+devices.
 
 Each example's randomness comes from its index in the global batch (`example_keys`), so 1 device,
 8 devices and 2 hosts draw the same kernels.
@@ -47,16 +48,21 @@ def augment_images(config, keys, images):
 def add_noise(config, keys, images):
   """Gaussian-noise augmentation of the classifier's input: example i gets i.i.d. per-pixel noise
   of std `noise_std` with probability `noise_probability` (drawn from `keys[i]`), then is clipped
-  to [0, 1]. Identity when `noise_probability` is 0. Trainers apply it last, to what the
-  classifier sees, so an adversary's SSIM budget is measured on noise-free images."""
+  to [0, 1]; the other examples are returned as they are. Identity when `noise_probability` is 0.
+  Trainers apply it last, to the training batch the classifier sees (not to the consistency
+  loss's second view, which stays the noise-free anchor), so an adversary's SSIM budget is
+  measured on noise-free images."""
   d = defense_config.settings(config)
   if d.noise_probability <= 0:
     return images
   keys = jax.vmap(lambda k: jax.random.fold_in(k, 103))(keys)  # Apart from other users of keys.
-  noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 0), images.shape[1:]))(keys)
+  noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 0), images.shape[1:],
+                                               images.dtype))(keys)
   apply = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 1)))(keys)
-  scale = jnp.where(apply < d.noise_probability, d.noise_std, 0.0).astype(images.dtype)
-  return jnp.clip(images + scale[:, None, None, None] * noise, 0.0, 1.0)
+  # Only noised examples are clipped: clip's gradient at a saturated pixel is 0.5, which would
+  # halve the adversary's input gradient there on the rows left alone.
+  noised = jnp.clip(images + d.noise_std * noise, 0.0, 1.0)
+  return jnp.where((apply < d.noise_probability)[:, None, None, None], noised, images)
 
 
 def blurred_view(config, keys, images):

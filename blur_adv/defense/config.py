@@ -9,9 +9,10 @@ every trainer, compose:
   on the device count. Composes with the adversary (augmentation first, then the attack).
 - Gaussian-noise augmentation (`noise_probability` > 0): with that probability a training
   example gets per-pixel Gaussian noise of std `noise_std` (images in [0, 1]), added last, to
-  what the classifier sees (after blur augmentation and after the adversary, whose SSIM budget
-  is measured on the noise-free image). Not a blur: it is the published cheap defense against
-  CIFAR-10-C's glass blur, whose local pixel swaps no convolution kernel can make.
+  the training batch the classifier sees (after blur augmentation and after the adversary, whose
+  SSIM budget is measured on the noise-free image; the consistency loss's second view stays
+  noise-free). Not a blur: Gaussian-noise training is a published defense against CIFAR-10-C's
+  glass blur (Kireev et al. 2021), whose local pixel swaps no convolution kernel can make.
 - Deblurring front-end (`front_end` != "none"): a `front_end.FRONT_ENDS` entry placed before the
   classifier inside the model, so training, evaluation and every attack see it. "unet" is a
   `models.unet.DeblurUNet` whose parameters live in `params["front_end"]`; it is pre-trained on
@@ -82,10 +83,8 @@ def check_config(config):
   except ValueError as e:
     config_checks.fail("defense.augment_families/augment_kernel_size/augment_ranges",
                        (d.augment_families, d.augment_kernel_size), str(e))
-  if not 0.0 <= d.noise_probability <= 1.0:
-    fail("noise_probability", "must be in [0, 1].")
-  if not d.noise_std >= 0.0:
-    fail("noise_std", "must be >= 0.")
+  config_checks.check_number("defense.noise_probability", d.noise_probability, 0.0, 1.0)
+  config_checks.check_number("defense.noise_std", d.noise_std, 0.0)
   if d.front_end not in front_end.FRONT_ENDS:
     fail("front_end", f"must be one of {sorted(front_end.FRONT_ENDS)}.")
   options = dict(d.front_end_options)
