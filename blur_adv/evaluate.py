@@ -38,7 +38,9 @@ def evaluate_checkpoint(config, workdir: str) -> dict[str, Any]:
     results[name] = out
     logging.info("%s at step %d: %s", name, results["step"], out)
     if jax.process_index() == 0:
-      jsonio.write_json(path, results)
+      # Merged into the file as it is now, not as it was at the start: another evaluation of
+      # this workdir running at the same time (other evaluators) keeps what it wrote meanwhile.
+      jsonio.write_json(path, {**jsonio.read_json(path), "step": results["step"], name: out})
 
   evaluators.run(config.evaluators, inputs, on_result=keep)
   if jax.process_index() == 0:

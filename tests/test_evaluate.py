@@ -66,6 +66,23 @@ def test_evaluate_opens_only_the_eval_split(tmp_path, monkeypatch):
     evaluate.evaluate_checkpoint(config, workdir)
   with open(os.path.join(workdir, "eval.json")) as f:
     assert json.load(f)["clean"] == results["clean"]
+
+  # What another evaluation of the workdir writes while this one runs is kept, not overwritten
+  # with the file as this one read it at its start.
+  def concurrent(section, inputs):
+    del section, inputs
+    with open(os.path.join(workdir, "eval.json")) as f:
+      written = json.load(f)
+    with open(os.path.join(workdir, "eval.json"), "w") as f:
+      json.dump({**written, "other": {"accuracy": 0.5}}, f)
+    return {"done": 1.0}
+  monkeypatch.setitem(registered, "concurrent", evaluator_base.Evaluator(concurrent))
+  config.evaluators = ("concurrent", "clean")
+  evaluate.evaluate_checkpoint(config, workdir)
+  with open(os.path.join(workdir, "eval.json")) as f:
+    merged = json.load(f)
+  assert merged["other"] == {"accuracy": 0.5} and merged["concurrent"] == {"done": 1.0}
+  assert merged["clean"] == results["clean"]
   config.evaluators = ("clean",)
 
   # Training on the test-only folder still names the missing split.
