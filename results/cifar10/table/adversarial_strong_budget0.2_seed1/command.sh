@@ -1,0 +1,3 @@
+# The commands that made this run (from the repository root).
+python -m blur_adv.main --config=configs/cifar10_fast.py:table --workdir=results/cifar10/table/adversarial_strong_budget0.2_seed1 --config.trainer=adversarial --config.adversary.refine_steps=1 --config.adversary.refine_linear_steps=4 --config.adversary.refine_step_size=0.1 --config.budget=0.2 --config.seed=1
+python -m blur_adv.evaluate --config=configs/cifar10_fast.py:table --workdir=results/cifar10/table/adversarial_strong_budget0.2_seed1 --config.trainer=adversarial --config.adversary.refine_steps=1 --config.adversary.refine_linear_steps=4 --config.adversary.refine_step_size=0.1 --config.budget=0.2 --config.seed=1 '--config.evaluators=('"'"'clean'"'"', '"'"'corruptions'"'"', '"'"'worst_case'"'"')'
