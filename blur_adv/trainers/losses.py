@@ -33,9 +33,8 @@ def supervised_loss(logits, labels, consistency_weight=0.0, label_smoothing=0.0)
 
   With `consistency_weight` > 0, `logits` stacks the predictions on the training batch (clean
   unless blur or noise augmentation is on) and on its always-blurred view, `(2B, classes)`: the
-  cross-entropy averages over both views and the
-  Jensen-Shannon divergence between them is added. Returns `(loss, per-example cross-entropy,
-  logits)` of the first view, for metrics.
+  cross-entropy averages over both views and the Jensen-Shannon divergence between them is
+  added. Returns `(loss, per-example cross-entropy, logits)` of the first view, for metrics.
   """
   if consistency_weight <= 0:
     per_example = cross_entropy(logits, labels, label_smoothing)
