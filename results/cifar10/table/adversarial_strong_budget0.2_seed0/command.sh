@@ -1,3 +1,7 @@
 # The commands that made this run (from the repository root).
 python -m blur_adv.main --config=configs/cifar10_fast.py:table --workdir=results/cifar10/table/adversarial_strong_budget0.2_seed0 --config.trainer=adversarial --config.adversary.refine_steps=1 --config.adversary.refine_linear_steps=4 --config.adversary.refine_step_size=0.1 --config.budget=0.2 --config.seed=0
 python -m blur_adv.evaluate --config=configs/cifar10_fast.py:table --workdir=results/cifar10/table/adversarial_strong_budget0.2_seed0 --config.trainer=adversarial --config.adversary.refine_steps=1 --config.adversary.refine_linear_steps=4 --config.adversary.refine_step_size=0.1 --config.budget=0.2 --config.seed=0 '--config.evaluators=('"'"'clean'"'"', '"'"'corruptions'"'"', '"'"'worst_case'"'"')'
+# 2026-12-07: convergence of the table's attack (20 x 4) on this model, first 128 validation images at budget 0.1
+# (run on a copy of this workdir while worst_case ran here, its attack_convergence entry then merged into eval.json;
+# evaluate now merges on write, so the same command on this workdir gives the same entry):
+python -m blur_adv.evaluate --config=configs/cifar10_fast.py:table --workdir=results/cifar10/table/adversarial_strong_budget0.2_seed0 --config.trainer=adversarial --config.adversary.refine_steps=1 --config.adversary.refine_linear_steps=4 --config.adversary.refine_step_size=0.1 --config.budget=0.2 --config.seed=0 "--config.evaluators=('attack_convergence',)" "--config.robustness.budgets=(0.1,)" --config.robustness.convergence_examples=128
