@@ -45,7 +45,8 @@ AUGMENT, CONSISTENCY = {"defense.augment_probability": 0.5}, {"defense.consisten
 # The strong adversary trained at twice the table's budget (fixed in advance, not tuned): with
 # one classifier gradient it reaches ~0.6 of the reference attack's gain at a given budget
 # (benchmarks/strength_frontier.py), so a wider budget might find kernels about as harmful as
-# the evaluation's converged attack finds at 0.1 (measured: +1.6 points at 0.1, within noise; README).
+# the evaluation's converged attack finds at 0.1 (measured: +1.6 points at 0.1, within noise;
+# README).
 STRONG_WIDE = {**STRONG, "budget": 0.2}
 # Gaussian noise on half of the training examples, as in the Gaussian-noise CIFAR-10-C row of
 # ../shared/REFERENCE.md (Kireev et al. 2021), with sigma 0.1 of the [0, 1] range (CIFAR-10-C's
