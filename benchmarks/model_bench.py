@@ -1,6 +1,6 @@
 """Train-step throughput of the fast recipe's net and ResNet-20: JAX vs PyTorch, FLOP/s vs roofline.
 
-  python benchmarks/model_bench.py [--batch_sizes 128 256 512] [--rounds 5]
+  python benchmarks/model_bench.py [--batch_sizes 128 256 512] [--rounds 5] [--cpu_devices 2]
   (PyTorch rows need the `bench` extra: pip install -e ".[bench]")
 
 For each model and batch size it times one SGD train step (forward, backward, Nesterov update,
@@ -9,9 +9,19 @@ step, PyTorch eager with the same architecture. FLOPs per image come from XLA's 
 of the JAX step, so both columns of GFLOP/s divide the same work. The roofline is a float32
 2048^3 matmul measured in the same run. Implementations are timed in turn, best of `--rounds`.
 Variants: `--dtype bfloat16` runs the JAX convolutions in bfloat16 (BatchNorm statistics in
-float32); `--activation gelu` swaps the fast net's ReLU for the speedrun's GELU.
+float32); `--activation gelu` swaps the fast net's ReLU for the speedrun's GELU;
+`--whitening_bias 1` gives the fast net the speedrun's trained bias after the whitening layer
+(the recipe has none, so its backward pass stops at the first conv).
+
+`--cpu_devices N` (default 2) also times the JAX step as the recipe runs it on CPU
+(`config.cpu_devices`): data parallel over N single-threaded XLA devices, BatchNorm moments
+synchronized. JAX fixes its devices at start-up, so that column comes from a child process run
+just before, one measurement at a time.
 """
 import argparse
+import json
+import subprocess
+import sys
 import time
 
 import jax
@@ -19,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from blur_adv import parallel
 from blur_adv.models import classifiers, whitened_net
 
 FAST_KWARGS = {"widths": (64, 128, 128)}
@@ -35,34 +46,50 @@ def matmul_roofline_gflops(n: int = 2048, repeats: int = 10) -> float:
   return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def jax_runner(model, batch_size: int):
-  """A runner `run(steps)` of the jitted train step, and the step's FLOPs per image."""
+def jax_runner(model, batch_size: int, data_parallel: bool = False):
+  """A runner `run(steps)` of the jitted train step, and the step's FLOPs per image.
+
+  With `data_parallel`, the step runs as the trainers run it on several devices: split over
+  all devices by `parallel.DataParallel`, gradients averaged, BatchNorm moments synchronized
+  (`model` must then name `parallel.DATA_AXIS` as its `bn_axis_name`).
+  """
   rng = np.random.default_rng(0)
-  images = jnp.asarray(rng.random((batch_size, 32, 32, 3), np.float32))
-  labels = jnp.asarray(rng.integers(0, 10, batch_size).astype(np.int32))
-  variables = model.init(jax.random.PRNGKey(0), images, train=False)
+  images = rng.random((batch_size, 32, 32, 3), np.float32)
+  labels = rng.integers(0, 10, batch_size).astype(np.int32)
+  variables = model.clone(bn_axis_name=None).init(jax.random.PRNGKey(0), images, train=False)
   tx = optax.sgd(0.1, momentum=0.9, nesterov=True)
 
-  def step(params, stats, opt_state):
+  def step(state, batch, rng):
+    del rng
+    params, stats, opt_state = state
     def loss_fn(p):
-      logits, updates = model.apply({"params": p, "batch_stats": stats}, images, train=True,
+      logits, updates = model.apply({"params": p, "batch_stats": stats}, batch[0], train=True,
                                     mutable=["batch_stats"])
-      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), updates
+      return optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]).mean(), updates
     (_, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    if data_parallel:
+      grads = jax.lax.pmean(grads, parallel.DATA_AXIS)
     deltas, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, deltas), updates["batch_stats"], opt_state
+    return (optax.apply_updates(params, deltas), updates["batch_stats"], opt_state), None
 
   state = (variables["params"], variables["batch_stats"], tx.init(variables["params"]))
-  compiled = jax.jit(step).lower(*state).compile()
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, list) else cost
+  if data_parallel:
+    dp = parallel.DataParallel("shard_map")
+    state, batch, rng = dp.replicate(state), dp.shard_batch((images, labels)), dp.put_rng(0)
+    compiled = dp.wrap_train_step(step)
+    flops = float("nan")  # Per device under SPMD; the caller takes the 1-device count.
+  else:
+    batch, rng = (jnp.asarray(images), jnp.asarray(labels)), None
+    compiled = jax.jit(step, donate_argnums=0).lower(state, batch, rng).compile()
+    cost = compiled.cost_analysis()
+    flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
   box = {"state": state}
 
   def run(steps):
     for _ in range(steps):
-      box["state"] = compiled(*box["state"])
+      box["state"], _ = compiled(box["state"], batch, rng)
     jax.block_until_ready(box["state"])
-  return run, cost["flops"] / batch_size
+  return run, flops / batch_size
 
 
 def torch_models():
@@ -87,9 +114,9 @@ def torch_models():
       return self.act(self.norm2(self.conv2(x)))
 
   class FastNet(nn.Module):
-    def __init__(self, widths, act):
+    def __init__(self, widths, act, whitening_bias):
       super().__init__()
-      self.whiten = nn.Conv2d(3, 24, 2)
+      self.whiten = nn.Conv2d(3, 24, 2, bias=whitening_bias)
       self.whiten.weight.requires_grad = False
       chans = (24,) + tuple(widths)
       self.groups = nn.Sequential(*[Group(a, b, act) for a, b in zip(chans, chans[1:])])
@@ -157,6 +184,34 @@ def time_round(run, batch_size, steps, results):
   results.append(steps * batch_size / (time.perf_counter() - start))
 
 
+def jax_models(args, bn_axis_name=None):
+  fast_kwargs = dict(FAST_KWARGS, activation=args.activation, dtype=args.dtype,
+                     whitening_bias=bool(args.whitening_bias))
+  return {
+      "fast": whitened_net.WhitenedConvNet(num_classes=10, bn_axis_name=bn_axis_name,
+                                           **fast_kwargs),
+      "resnet20": classifiers.create_model("resnet20", 10, bn_axis_name=bn_axis_name),
+  }
+
+
+def best_rate(run, batch_size, args) -> float:
+  run(1)  # Compile / warm up.
+  rates = []
+  for _ in range(args.rounds):
+    time_round(run, batch_size, args.steps, rates)
+  return max(rates)
+
+
+def child_rates(args) -> dict[str, float]:
+  """`--cpu_devices N` rates, measured in a child process: {"model/batch": images/s}."""
+  command = [sys.executable, __file__, "--child", "--cpu_devices", str(args.cpu_devices),
+             "--steps", str(args.steps), "--rounds", str(args.rounds), "--dtype", args.dtype,
+             "--activation", args.activation, "--whitening_bias", str(args.whitening_bias),
+             "--batch_sizes", *map(str, args.batch_sizes)]
+  out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+  return json.loads(out.strip().splitlines()[-1])
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--batch_sizes", type=int, nargs="*", default=[128, 256, 512])
@@ -164,43 +219,56 @@ def main():
   parser.add_argument("--rounds", type=int, default=5)
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   parser.add_argument("--activation", default="relu", choices=["relu", "gelu"])
+  parser.add_argument("--whitening_bias", type=int, default=0, choices=[0, 1])
   parser.add_argument("--torch", type=int, default=1, help="Also time PyTorch (bench extra).")
+  parser.add_argument("--cpu_devices", type=int, default=2,
+                      help="Also time N single-threaded CPU devices (0: skip).")
+  parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
-  fast_kwargs = dict(FAST_KWARGS, activation=args.activation, dtype=args.dtype)
-  jax_models = {
-      "fast": whitened_net.WhitenedConvNet(num_classes=10, **fast_kwargs),
-      "resnet20": classifiers.create_model("resnet20", 10),
-  }
+  if args.child:  # Only the data-parallel JAX rates, as one JSON line.
+    parallel.use_single_threaded_cpu_devices(args.cpu_devices)
+    rates = {f"{name}/{b}": best_rate(jax_runner(model, b, data_parallel=True)[0], b, args)
+             for b in args.batch_sizes
+             for name, model in jax_models(args, parallel.DATA_AXIS).items()}
+    print(json.dumps(rates))
+    return
+  split = child_rates(args) if args.cpu_devices else {}
   torch_pack = torch_models() if args.torch else None
   roofline = matmul_roofline_gflops()
   print(f"float32 matmul roofline (2048^3, measured now): {roofline:.0f} GFLOP/s; "
-        f"{jax.default_backend()}, dtype {args.dtype}, fast-net activation {args.activation}")
+        f"{jax.default_backend()}, dtype {args.dtype}, fast-net activation {args.activation}, "
+        f"whitening bias {bool(args.whitening_bias)}")
+  print(f"JAX: one device on all cores; 'split': {args.cpu_devices} single-threaded devices "
+        "(config.cpu_devices), measured first in a child process.")
   print("| model | batch | JAX img/s | GFLOP/img (XLA) | JAX GFLOP/s | % of roofline "
-        "| PyTorch img/s | JAX / PyTorch |")
-  print("|---|---|---|---|---|---|---|---|")
+        "| split img/s | split GFLOP/s | split / JAX | PyTorch img/s | best JAX / PyTorch |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|")
   for batch_size in args.batch_sizes:
-    for name, model in jax_models.items():
-      runners = {}
-      runners["jax"], flops_per_image = jax_runner(model, batch_size)
+    for name, model in jax_models(args).items():
+      run, flops_per_image = jax_runner(model, batch_size)
+      runners = {"jax": run}
       if torch_pack:
         torch, nets = torch_pack
         torch.manual_seed(0)
-        net = (nets[name](FAST_KWARGS["widths"],
-                          torch.nn.ReLU if args.activation == "relu" else torch.nn.GELU)
+        activation = torch.nn.ReLU if args.activation == "relu" else torch.nn.GELU
+        net = (nets[name](FAST_KWARGS["widths"], activation, bool(args.whitening_bias))
                if name == "fast" else nets[name]())
         runners["torch"] = torch_runner(torch, net, batch_size)
       rates = {key: [] for key in runners}
       for run in runners.values():
         run(1)  # Compile / warm up.
-      for _ in range(args.rounds):
+      for _ in range(args.rounds):  # Interleaved, so a slow moment hits both.
         for key, run in runners.items():
           time_round(run, batch_size, args.steps, rates[key])
       jax_rate = max(rates["jax"])
-      gflops = jax_rate * flops_per_image / 1e9
+      split_rate = split.get(f"{name}/{batch_size}", float("nan"))
       torch_rate = max(rates["torch"]) if "torch" in rates else float("nan")
+      gflops, split_gflops = (r * flops_per_image / 1e9 for r in (jax_rate, split_rate))
+      best = max(jax_rate, split_rate) if split else jax_rate
       print(f"| {name} | {batch_size} | {jax_rate:.0f} | {flops_per_image / 1e9:.3f} | "
-            f"{gflops:.1f} | {100 * gflops / roofline:.0f}% | {torch_rate:.0f} | "
-            f"{jax_rate / torch_rate:.2f} |", flush=True)
+            f"{gflops:.1f} | {100 * gflops / roofline:.0f}% | {split_rate:.0f} | "
+            f"{split_gflops:.1f} | {split_rate / jax_rate:.2f} | {torch_rate:.0f} | "
+            f"{best / torch_rate:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

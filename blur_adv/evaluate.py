@@ -52,8 +52,9 @@ def evaluate_checkpoint(config, workdir: str) -> dict[str, Any]:
 
 def main(argv):
   del argv
-  from blur_adv import config_checks, data  # pylint: disable=g-import-not-at-top
+  from blur_adv import config_checks, data, parallel  # pylint: disable=g-import-not-at-top
   try:
+    parallel.use_single_threaded_cpu_devices(FLAGS.config.cpu_devices)
     evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
   except config_checks.ConfigError as e:
     sys.exit(f"Error: {e}")

@@ -76,8 +76,12 @@ def main(argv):
   logging.get_absl_logger().addFilter(_quiet_orbax)
   # pylint: disable=g-import-not-at-top  (after flag parsing, so a bad command line fails at once)
   import jax
-  from blur_adv import config_checks, data, train
+  from blur_adv import config_checks, data, parallel, train
   # pylint: enable=g-import-not-at-top
+  try:
+    parallel.use_single_threaded_cpu_devices(FLAGS.config.cpu_devices)
+  except config_checks.ConfigError as e:
+    sys.exit(f"Error: {e}")
   if FLAGS.coordinator_address or FLAGS.distributed:
     # CPU hosts need gloo for cross-process collectives; accelerators ignore it.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")

@@ -103,6 +103,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Parallelism: 'shard_map' (jit + shard_map over a mesh) or 'pmap'.
   config.parallelism = "shard_map"
   config.num_devices = ml_collections.config_dict.placeholder(int)  # None: all devices.
+  # CPU only: split the host into this many single-threaded devices (0: one device on all
+  # cores). XLA:CPU's threading scales poorly; on 2 cores, 2 devices train 1.3x faster.
+  config.cpu_devices = 0
 
   # Optimization. batch_size is global (all devices and processes).
   config.batch_size = 128

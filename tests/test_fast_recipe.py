@@ -9,7 +9,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from blur_adv import components, config_checks, data, optim  # pylint: disable=unused-import
+from blur_adv import components, config_checks, data, optim, parallel  # pylint: disable=unused-import
+from conftest import run_python  # pylint: disable=g-import-not-at-top
 from blur_adv.models import test_time_augmentation as tta
 from blur_adv.models import whitened_net
 
@@ -46,6 +47,34 @@ def test_whitening_is_computed_from_init_images_and_never_trained():
   train_pass = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))
   _, updates = train_pass(variables, images)
   np.testing.assert_array_equal(updates["batch_stats"]["whitening"], stored)
+
+
+def test_without_whitening_bias_the_net_is_the_zero_bias_net_and_has_no_such_parameter():
+  images = jax.random.uniform(jax.random.PRNGKey(1), (4, 16, 16, 3))
+  with_bias = whitened_net.WhitenedConvNet(num_classes=3, widths=(4, 8, 8))
+  without = with_bias.clone(whitening_bias=False)
+  variables = jax.jit(with_bias.init)(jax.random.PRNGKey(2), images)
+  assert not np.any(variables["params"]["whitening_bias"])  # Starts at zero.
+  params = {k: v for k, v in variables["params"].items() if k != "whitening_bias"}
+  assert set(jax.jit(without.init)(jax.random.PRNGKey(2), images)["params"]) == set(params)
+  np.testing.assert_allclose(
+      jax.jit(without.apply)({**variables, "params": params}, images),
+      jax.jit(with_bias.apply)(variables, images), atol=1e-6)
+
+
+def test_cpu_devices_split_the_host_before_jax_starts():
+  with pytest.raises(config_checks.ConfigError, match="config.cpu_devices=-1"):
+    parallel.use_single_threaded_cpu_devices(-1)
+  parallel.use_single_threaded_cpu_devices(0)  # XLA's default: nothing to do.
+  jax.devices()
+  with pytest.raises(RuntimeError, match="before backends are initialized"):
+    parallel.use_single_threaded_cpu_devices(2)
+  script = ("import os, jax; from blur_adv import parallel; "
+            "parallel.use_single_threaded_cpu_devices(2); "
+            "print(jax.device_count(), os.environ['XLA_FLAGS'])")
+  result = run_python(["-c", script], timeout=60)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.split() == ["2", "--xla_cpu_multi_thread_eigen=false"]
 
 
 def _linear_apply(variables, x, train=False):

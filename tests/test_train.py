@@ -109,6 +109,7 @@ def test_unknown_dataset_fails_fast(tiny_config, tmp_path):
     ("--config.budget=2.0", "config.budget=2.0"),
     ("--config.batch_size=30", "config.batch_size=30: must be divisible by the 8 devices"),
     ("--config.dataset=folder:/nonexistent", "folder:/nonexistent"),
+    ("--config.cpu_devices=-1", "config.cpu_devices=-1: must be an integer >= 0"),
 ])
 def test_cli_fails_in_seconds_naming_the_field(tmp_path, override, message):
   start = time.time()

@@ -91,8 +91,11 @@ def test_two_processes_match_one_process(tmp_path):
                                 "--num_processes=2", f"--process_id={i}"],
                         log_path=tmp_path / f"process{i}.txt")
            for i in range(2)]
-  one = run_python(args + [f"--workdir={tmp_path / 'one'}"], timeout=300)
+  # The single process splits its CPU into two single-threaded devices (config.cpu_devices).
+  one = run_python(args + [f"--workdir={tmp_path / 'one'}", "--config.cpu_devices=2"],
+                   timeout=300)
   assert one.returncode == 0, one.stderr[-3000:]
+  assert "on 2 device(s)" in one.stderr, one.stderr[-3000:]
   for i, proc in enumerate(procs):
     assert proc.wait(timeout=300) == 0, (tmp_path / f"process{i}.txt").read_text()[-3000:]
   with open(tmp_path / "one" / "final_metrics.json") as f:

@@ -87,6 +87,9 @@ class WhitenedConvNet(nn.Module):
   activation: str = "relu"
   whitening_patch: int = 2
   logit_scale: float = 1 / 9
+  # A trained bias after the whitening layer, as in the speedrun. Without it the standard
+  # trainer's backward pass stops at the first conv (no input gradient there).
+  whitening_bias: bool = True
   dtype: str = "float32"  # Compute dtype, e.g. "bfloat16" on GPU/TPU; parameters stay float32.
   bn_axis_name: str | None = None
 
@@ -99,7 +102,9 @@ class WhitenedConvNet(nn.Module):
                               self.whitening_patch)
     x = jax.lax.conv_general_dilated(
         x, whitening.value, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    x = nn.gelu(x + self.param("whitening_bias", nn.initializers.zeros, (x.shape[-1],)))
+    if self.whitening_bias:
+      x = x + self.param("whitening_bias", nn.initializers.zeros, (x.shape[-1],))
+    x = nn.gelu(x)
     for features in self.widths:
       x = ConvGroup(features, self.activation, self.bn_axis_name, self.dtype)(x, train)
     x = jnp.max(x, axis=(1, 2))
