@@ -13,7 +13,6 @@ hand-written / XLA ratio; the totals row says what share of the conv time the ke
 take.
 """
 import argparse
-import os
 import time
 
 # (spatial size, input channels, output channels) of the net's convs on a 32x32 input: the
@@ -28,9 +27,9 @@ def main():
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args()
-  if args.single_thread:  # Before JAX creates its CPU backend.
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_cpu_multi_thread_eigen=false").strip()
+  from blur_adv import parallel  # pylint: disable=g-import-not-at-top
+  if args.single_thread:  # One split device's setting, before JAX creates its CPU backend.
+    parallel.use_single_threaded_cpu_devices(1)
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
