@@ -48,6 +48,10 @@ import numpy as np
 _SPLIT_RE = re.compile(r"^(?P<base>[\w\-]+)(\[(?P<start>-?\d*%?):(?P<end>-?\d*%?)\])?$")
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _ORDER_SEED = 0  # Fixed order of `digits`/folder examples before slicing.
+# Seeds the alternating flips' first epoch beside the run seed. Four seed words with a non-zero
+# last one: numpy's SeedSequence pads shorter keys with zeros, so no (seed, epoch) order or
+# (seed, step, row) crop can share this stream.
+_ALTERNATING_FLIP_STREAM = (1, 1, 1)
 _DIGITS_TEST_FRACTION = 0.2
 # Batches each reading thread (or worker process) keeps ready: enough to hide a slow step,
 # few enough that host memory stays a handful of batches.
@@ -320,15 +324,19 @@ def center_crop_resize(image: np.ndarray, size: int, crop_fraction: float = 1.0)
 
 
 def crop_flip(images: np.ndarray, rng: np.random.Generator, rows: slice,
-              global_batch_size: int, pad: int = 4, mode: str = "constant") -> np.ndarray:
+              global_batch_size: int, pad: int = 4, mode: str = "constant",
+              flips: np.ndarray | None = None) -> np.ndarray:
   """Random translation by up to `pad` pixels and horizontal flip per example of a batch.
 
   The images are padded by `pad` (zeros, or numpy.pad's `mode`) and a random window is cropped.
   Random draws are made for the whole global batch and `rows` picks this process's share, so
-  the result does not depend on the process count.
+  the result does not depend on the process count. `flips` (this process's rows), if given,
+  replaces the random flips (see `alternating_flips`).
   """
   offsets = rng.integers(0, 2 * pad + 1, size=(global_batch_size, 2))[rows]
-  flips = (rng.random(global_batch_size) < 0.5)[rows]
+  random_flips = (rng.random(global_batch_size) < 0.5)[rows]  # Drawn either way: same stream.
+  flips = random_flips if flips is None else flips
+  assert len(flips) == len(images), (len(flips), len(images))
   _, h, w, _ = images.shape
   padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode=mode)
   out = np.empty_like(images)
@@ -369,21 +377,41 @@ def inception_crop_flip(image: np.ndarray, rng: np.random.Generator, size: int,
   return out[:, ::-1] if rng.random() < 0.5 else out
 
 
+@functools.lru_cache(maxsize=2)  # One run's seed (two for a test comparing seeds).
+def _first_epoch_flips(seed: int, n: int) -> np.ndarray:
+  return np.random.default_rng([seed, *_ALTERNATING_FLIP_STREAM]).random(n) < 0.5
+
+
+def alternating_flips(seed: int, epoch: int, indices: np.ndarray, n: int) -> np.ndarray:
+  """Whether each example (by index into a source of `n`) is mirrored in `epoch`.
+
+  The speedrun's derandomized flip (Jordan 2024, "airbench"): a random choice per example in
+  epoch 0, inverted in every odd epoch, so any two consecutive epochs show each example once
+  each way instead of the same way half the time.
+  """
+  return _first_epoch_flips(seed, n)[indices] ^ bool(epoch % 2)
+
+
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
   """Training preprocessing: `crop(raw image, rng, size)` per example (default: the evaluation
   resize/centre crop), then `batch(images, rng, rows, global_batch_size)` on the stacked batch.
-  The per-example RNG is seeded by (seed, step, row), the batch RNG by (seed, step)."""
+  The per-example RNG is seeded by (seed, step, row), the batch RNG by (seed, step). With
+  `alternating_flip`, `batch` also gets `flips=` from `alternating_flips` (this process's rows)."""
   crop: Callable[[np.ndarray, np.random.Generator, int], np.ndarray] | None = None
-  batch: Callable[[np.ndarray, np.random.Generator, slice, int], np.ndarray] | None = None
+  batch: Callable[..., np.ndarray] | None = None
+  alternating_flip: bool = False
 
 
 AUGMENTATIONS: dict[str, Augmentation] = {
     "none": Augmentation(),
     # 4-pixel zero-padded translations and flips (the ResNet papers' CIFAR recipe).
     "crop_flip": Augmentation(batch=crop_flip),
-    # 2-pixel reflect-padded translations: the fast CIFAR recipe's (configs/cifar10_fast.py).
+    # 2-pixel reflect-padded translations: the fast CIFAR recipe's first versions.
     "flip_translate2": Augmentation(batch=functools.partial(crop_flip, pad=2, mode="reflect")),
+    # The same with alternating flips: the fast CIFAR recipe's (configs/cifar10_fast.py).
+    "alternating_flip_translate2": Augmentation(
+        batch=functools.partial(crop_flip, pad=2, mode="reflect"), alternating_flip=True),
     # Random-resized crop of the raw image and flip: the ImageNet recipe (configs/imagenet.py).
     "inception_crop_flip": Augmentation(crop=inception_crop_flip),
 }
@@ -430,8 +458,11 @@ class _TrainBatch:
       labels.append(label)
     images = np.stack(images)
     if augment.batch is not None:
+      kwargs = {}
+      if augment.alternating_flip:
+        kwargs["flips"] = alternating_flips(self.seed, epoch, indices[rows], len(self.source))
       images = augment.batch(images, np.random.default_rng([self.seed, step]), rows,
-                             self.global_batch_size)
+                             self.global_batch_size, **kwargs)
     return {"image": images, "label": np.asarray(labels, np.int32)}
 
 

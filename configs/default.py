@@ -24,7 +24,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.train_split = "train"
   config.eval_split = "test"
   config.image_size = 32
-  # 'none' | 'crop_flip' | 'flip_translate2' | 'inception_crop_flip' (see data.AUGMENTATIONS).
+  # 'none' | 'crop_flip' | 'flip_translate2' | 'alternating_flip_translate2' |
+  # 'inception_crop_flip' (see data.AUGMENTATIONS).
   config.augment = "none"
   # Evaluation (and non-inception training) images: resized whole (1.0), or the shorter side
   # resized to image_size / f and the centre image_size square kept (ImageNet: 0.875).
@@ -120,6 +121,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.weight_decay = 5e-4
   config.warmup_epochs = 2.0
   config.label_smoothing = 0.0
+  # Lookahead over the optimizer (optim.lookahead_average): every lookahead_every steps (0: off)
+  # the weights are pulled to a moving average whose decay ramps up to lookahead_decay.
+  config.lookahead_every = 0
+  config.lookahead_decay = 0.95 ** 5
 
   # Logging, evaluation and checkpoints.
   config.log_every_steps = 50

@@ -97,6 +97,33 @@ def test_train_order_is_independent_of_process_count_and_resumable():
   assert resumed.position == 6
 
 
+def test_alternating_flips_mirror_each_example_once_in_any_two_consecutive_epochs():
+  n, indices = 1000, np.arange(1000)
+  epochs = [data.alternating_flips(7, e, indices, n) for e in range(4)]
+  assert 0.45 < epochs[0].mean() < 0.55  # A random choice per example in the first epoch...
+  np.testing.assert_array_equal(epochs[1], ~epochs[0])  # ...inverted in every odd epoch.
+  np.testing.assert_array_equal(epochs[2], epochs[0])
+  np.testing.assert_array_equal(epochs[3], epochs[1])
+  assert not np.array_equal(data.alternating_flips(8, 0, indices, n), epochs[0])  # Per seed.
+
+  # Through the training stream: each example shifted as the random translation says and
+  # mirrored as `alternating_flips` says for that epoch, whatever the process count.
+  source = data.load_source("digits", "train", 12)
+  steps_per_epoch = len(source) // 32
+  positions = [0, steps_per_epoch, 2 * steps_per_epoch + 3]
+  one = _global_batches(source, 32, 1, positions, augment="alternating_flip_translate2")
+  two = _global_batches(source, 32, 2, positions, augment="alternating_flip_translate2")
+  for position, batch, batch_two in zip(positions, one, two):
+    np.testing.assert_array_equal(batch, batch_two)
+    epoch, offset = divmod(position, steps_per_epoch)
+    order = data._epoch_order(3, epoch, len(source))[offset * 32:(offset + 1) * 32]
+    flips = data.alternating_flips(3, epoch, order, len(source))
+    assert 0 < flips.sum() < 32
+    expected = data.crop_flip(source.read(order)[0], np.random.default_rng([3, position]),
+                              slice(0, 32), 32, pad=2, mode="reflect", flips=flips)
+    np.testing.assert_array_equal(batch, data.to_float(expected))
+
+
 def test_eval_batches_cover_each_example_once_across_processes():
   source = data.load_source("digits", "test", 8)  # 359 examples: the last batch is padded.
   seen = []

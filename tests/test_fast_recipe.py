@@ -7,12 +7,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from blur_adv import components, config_checks, data, optim, parallel  # pylint: disable=unused-import
 from conftest import run_python  # pylint: disable=g-import-not-at-top
 from blur_adv.models import test_time_augmentation as tta
 from blur_adv.models import whitened_net
+from blur_adv.trainers import base
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from configs import cifar10_fast  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -140,6 +142,47 @@ def test_bias_lr_scale_speeds_up_one_axis_parameters_only():
   np.testing.assert_allclose(updates[8.0]["bias"], 8.0 * updates[1.0]["bias"])
 
 
+def test_lookahead_pulls_weights_and_moments_to_their_ramped_average_and_ends_on_it():
+  # Constant-rate SGD on the loss |w|^2 / 2 (gradient w), Lookahead every 2 of 5 steps; the
+  # "BatchNorm moment" m is set by each step, as a training pass would.
+  lookahead = optim.Lookahead(every=2, final_decay=0.8, total_steps=5)
+  state = base.TrainState.create(apply_fn=None, params={"w": jnp.array([1.0, -2.0])},
+                                 tx=optax.sgd(0.3), batch_stats={"m": jnp.zeros(2)},
+                                 extra={"other": jnp.ones(1)}, lookahead=lookahead)
+  fast, slow = np.array([1.0, -2.0]), {"w": np.array([1.0, -2.0]), "m": np.zeros(2)}
+  step_sync = jax.jit(lambda state, m: state.apply_gradients(grads=state.params,
+                                                             batch_stats={"m": m}))
+  for step in range(1, 6):
+    m = np.array([step, -step], np.float32)
+    state = step_sync(state, m)
+    fast = fast - 0.3 * fast
+    if step % 2 == 0 or step == 5:  # The last step always syncs.
+      decay = 0.8 * (step / 5) ** 3
+      slow = {"w": decay * slow["w"] + (1 - decay) * fast, "m": decay * slow["m"] + (1 - decay) * m}
+      fast, m = slow["w"], slow["m"]
+    np.testing.assert_allclose(state.params["w"], fast, rtol=1e-6)
+    np.testing.assert_allclose(state.batch_stats["m"], m, rtol=1e-6)
+  assert int(state.step) == 5
+  np.testing.assert_array_equal(state.extra["other"], 1.0)  # Other entries of extra stay.
+  # New starting parameters (fine-tuning) restart the slow copy and the optimizer from them.
+  restarted = state.with_new_parameters({"w": jnp.array([3.0, 4.0])})
+  np.testing.assert_array_equal(restarted.extra[lookahead.SLOW_KEY]["params"]["w"], [3.0, 4.0])
+  np.testing.assert_array_equal(restarted.extra[lookahead.SLOW_KEY]["batch_stats"]["m"],
+                                state.batch_stats["m"])
+
+  # From the config: off (0, the default) adds nothing to the state, so old checkpoints load.
+  config = _schedule_config(lookahead_every=20, lookahead_decay=0.8)
+  assert optim.lookahead(config, 100) == optim.Lookahead(20, 0.8, 100)
+  assert optim.lookahead(_schedule_config(lookahead_every=0, lookahead_decay=0.8), 100) is None
+  plain = base.TrainState.create(apply_fn=None, params={"w": jnp.ones(2)}, tx=optax.sgd(0.1),
+                                 batch_stats={})
+  assert plain.extra == {} and plain.lookahead is None
+  with pytest.raises(config_checks.ConfigError, match="config.lookahead_every=-1"):
+    optim.check_lookahead(_schedule_config(lookahead_every=-1, lookahead_decay=0.8))
+  with pytest.raises(config_checks.ConfigError, match="config.lookahead_decay=1.0"):
+    optim.check_lookahead(_schedule_config(lookahead_every=5, lookahead_decay=1.0))
+
+
 def test_schedule_and_tta_names_are_validated():
   with pytest.raises(config_checks.ConfigError, match="config.lr_schedule='triangle'"):
     optim.check_schedule(_schedule_config(lr_schedule="triangle"))
@@ -168,3 +211,10 @@ def test_fast_config_is_valid_and_its_gpu_variant_differs_only_in_scale():
   assert gpu.batch_size == 1024 and gpu.model == "whitened_convnet"
   with pytest.raises(ValueError, match="Unknown config argument"):
     cifar10_fast.get_config("gpus")
+  # The recipe's earlier versions (committed rows, the robustness table) keep their settings.
+  for arg in ("v1", "v2", "table", "gpu,v1"):
+    config = cifar10_fast.get_config(arg)
+    assert (config.augment, config.lookahead_every) == ("flip_translate2", 0), arg
+  for arg, every in (("", 20), ("gpu", 5)):
+    config = cifar10_fast.get_config(arg)
+    assert (config.augment, config.lookahead_every) == ("alternating_flip_translate2", every)

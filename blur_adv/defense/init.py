@@ -59,7 +59,7 @@ def _load_classifier(workdir, state, wrapped: bool):
     stats = _restore_tree(stats, classifier_part(source_stats), workdir)
   logging.info("Initialized the classifier%s from %s (step %d).",
                " and U-Net" if front_end_loaded else "", workdir, int(source["step"]))
-  return state.replace(params=params, batch_stats=stats), front_end_loaded
+  return state.with_new_parameters(params, stats), front_end_loaded
 
 
 def _restore_tree(target, value, workdir):
@@ -92,4 +92,4 @@ def _pretrain_unet(config, state, train_source, rng):
     trained = multihost_utils.broadcast_one_to_all(trained)
   params = flax.core.unfreeze(state.params)
   params[FRONT_END] = trained
-  return state.replace(params=params)
+  return state.with_new_parameters(params)

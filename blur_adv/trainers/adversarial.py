@@ -43,7 +43,7 @@ import optax
 from clu import metrics
 from jax import lax
 
-from blur_adv import config_checks
+from blur_adv import config_checks, optim
 from blur_adv.defense import augmentation, front_end
 from blur_adv.defense import config as defense_config
 from blur_adv.models import adversary as adversary_lib
@@ -185,7 +185,8 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
         params=variables["params"], tx=tx,
         batch_stats=variables.get("batch_stats", {}),
         extra={"adversary_params": adversary_params,
-               "adversary_opt_state": adversary_tx.init(adversary_params)})
+               "adversary_opt_state": adversary_tx.init(adversary_params)},
+        lookahead=optim.lookahead(config, total_steps))
 
   def plain_logits(state, x):
     # The plain model (no test-time augmentation): the attack during training targets what
@@ -265,6 +266,7 @@ def adversarial_trainer(config, num_classes: int, total_steps: int,
     learn = warm & (state.step % adv.update_every == 0) & (adv.kind == "network")
     keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(learn, n, o), new, old)
     new_state = new_state.replace(extra={
+        **new_state.extra,  # Lookahead's slow copy, if any.
         "adversary_params": keep(adversary_params, state.extra["adversary_params"]),
         "adversary_opt_state": keep(opt_state, state.extra["adversary_opt_state"])})
 

@@ -16,6 +16,7 @@ from clu import metrics
 from flax.training import train_state
 from jax import lax
 
+from blur_adv import optim
 from blur_adv.parallel import DATA_AXIS
 from blur_adv.registry import Registry
 from blur_adv.trainers.losses import cross_entropy
@@ -25,10 +26,35 @@ class TrainState(train_state.TrainState):
   """Classifier state plus BatchNorm statistics and `extra` pytrees for richer trainers.
 
   `extra` is checkpointed with the rest (e.g. an adversary's params and
-  optimizer state); subclasses may add fields as well.
+  optimizer state); subclasses may add fields as well. With `lookahead` (`optim.lookahead`),
+  every `apply_gradients` ends with its sync; its slow copy is one more entry of `extra`, so
+  states without it keep their checkpoint layout.
   """
   batch_stats: Any = None
   extra: Any = flax.struct.field(default_factory=dict)
+  lookahead: optim.Lookahead | None = flax.struct.field(pytree_node=False, default=None)
+
+  @classmethod
+  def create(cls, *, params, batch_stats=None, extra=None, lookahead=None, **kwargs):
+    extra = dict(extra or {})
+    if lookahead is not None:
+      extra[lookahead.SLOW_KEY] = lookahead.slow_copy(params, batch_stats)
+    return super().create(params=params, batch_stats=batch_stats, extra=extra,
+                          lookahead=lookahead, **kwargs)
+
+  def apply_gradients(self, *, grads, **kwargs):
+    state = super().apply_gradients(grads=grads, **kwargs)
+    return state if self.lookahead is None else self.lookahead.sync(state)
+
+  def with_new_parameters(self, params, batch_stats=None):
+    """This state with other starting parameters (e.g. fine-tuning): a fresh optimizer state
+    and, with Lookahead, a slow copy that starts from them."""
+    batch_stats = self.batch_stats if batch_stats is None else batch_stats
+    extra = dict(self.extra)
+    if self.lookahead is not None:
+      extra[self.lookahead.SLOW_KEY] = self.lookahead.slow_copy(params, batch_stats)
+    return self.replace(params=params, batch_stats=batch_stats, opt_state=self.tx.init(params),
+                        extra=extra)
 
 
 @flax.struct.dataclass

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from blur_adv import optim
 from blur_adv.defense import augmentation, front_end
 from blur_adv.defense import config as defense_config
 from blur_adv.models.test_time_augmentation import with_test_time_augmentation
@@ -25,7 +26,8 @@ def standard_trainer(config, num_classes: int, total_steps: int, steps_per_epoch
     variables = model.init(rng, images, train=False)
     apply_fn = with_test_time_augmentation(model.apply, config.get("tta", "none"))
     return TrainState.create(apply_fn=apply_fn, params=variables["params"], tx=tx,
-                             batch_stats=variables.get("batch_stats", {}))
+                             batch_stats=variables.get("batch_stats", {}),
+                             lookahead=optim.lookahead(config, total_steps))
 
   def train_step(state: TrainState, batch, rng):
     keys = augmentation.example_keys(rng, batch["image"].shape[0])

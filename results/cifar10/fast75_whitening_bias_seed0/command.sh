@@ -1,2 +1,4 @@
 # The commands that made this row (run from the repository root).
 python -m blur_adv.main --config=configs/cifar10_fast.py --config.seed=0 --workdir=W "--config.model_kwargs={'widths': (64, 128, 128), 'activation': 'relu', 'whitening_bias': True}"  # 87.32% [86.34, 88.28] val (5,000 images, flip_translate TTA): the recipe with the speedrun's trained whitening bias, an ablation; 1,853 s on shared cores (not a timing; its step is 1.25x the recipe's) (2026-12-07)
+# 2026-12-07 (later): the recipe became v3 (alternating flips, Lookahead); this row is `configs/cifar10_fast.py:v2`. Re-evaluate it with:
+python -m blur_adv.evaluate --config=configs/cifar10_fast.py:v2 --workdir=results/cifar10/fast75_whitening_bias_seed0 "--config.model_kwargs={'widths': (64, 128, 128), 'activation': 'relu', 'whitening_bias': True}"
