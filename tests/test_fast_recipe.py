@@ -158,7 +158,8 @@ def test_lookahead_pulls_weights_and_moments_to_their_ramped_average_and_ends_on
     fast = fast - 0.3 * fast
     if step % 2 == 0 or step == 5:  # The last step always syncs.
       decay = 0.8 * (step / 5) ** 3
-      slow = {"w": decay * slow["w"] + (1 - decay) * fast, "m": decay * slow["m"] + (1 - decay) * m}
+      slow = {"w": decay * slow["w"] + (1 - decay) * fast,
+              "m": decay * slow["m"] + (1 - decay) * m}
       fast, m = slow["w"], slow["m"]
     np.testing.assert_allclose(state.params["w"], fast, rtol=1e-6)
     np.testing.assert_allclose(state.batch_stats["m"], m, rtol=1e-6)
