@@ -83,9 +83,9 @@ class Lookahead:
   CIFAR-10 speedrun's schedule, Jordan 2024). The running moments are averaged with the weights
   (as the speedrun does) because moments measured on the fast weights do not fit the averaged
   ones (re-estimating them after a weights-only run moved its accuracy by +0.7 points; README's
-  fast-recipe section). The last
-  step always syncs, so the run ends on the slow copy (the speedrun ends on the previous sync's).
-  The slow copy lives in the train state's `extra[SLOW_KEY]` (checkpointed with it).
+  fast-recipe section). The last step always syncs, so the run ends on the slow copy (the
+  speedrun ends on the previous sync's). The slow copy lives in the train state's
+  `extra[SLOW_KEY]` (checkpointed with it).
   """
   every: int
   final_decay: float
@@ -96,6 +96,10 @@ class Lookahead:
   @staticmethod
   def slow_copy(params, batch_stats) -> dict:
     return {"params": params, "batch_stats": batch_stats}
+
+  def start(self, extra: dict, params, batch_stats) -> dict:
+    """`extra` with a slow copy that starts from `params` and `batch_stats`."""
+    return {**extra, self.SLOW_KEY: self.slow_copy(params, batch_stats)}
 
   def sync(self, state):
     """`state` after its step (`state.step` already counts it), synced when due."""
@@ -124,8 +128,8 @@ def create_optimizer(config, total_steps: int, steps_per_epoch: int) -> optax.Gr
   schedule = learning_rate_schedule(config, total_steps, steps_per_epoch)
   tx = _base_optimizer(config, schedule)
   scale = config.get("bias_lr_scale", 1.0)
-  if scale != 1.0:
-    label = lambda params: jax.tree.map(lambda kernel: "kernel" if kernel else "bias",
-                                        _is_kernel(params))
-    tx = optax.multi_transform({"kernel": tx, "bias": optax.chain(tx, optax.scale(scale))}, label)
-  return tx
+  if scale == 1.0:
+    return tx
+  label = lambda params: jax.tree.map(lambda kernel: "kernel" if kernel else "bias",
+                                      _is_kernel(params))
+  return optax.multi_transform({"kernel": tx, "bias": optax.chain(tx, optax.scale(scale))}, label)

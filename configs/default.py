@@ -121,7 +121,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.weight_decay = 5e-4
   config.warmup_epochs = 2.0
   config.label_smoothing = 0.0
-  # Lookahead over the optimizer (optim.lookahead_average): every lookahead_every steps (0: off)
+  # Lookahead on the train state (optim.Lookahead): every lookahead_every steps (0: off)
   # the weights are pulled to a moving average whose decay ramps up to lookahead_decay.
   config.lookahead_every = 0
   config.lookahead_decay = 0.95 ** 5

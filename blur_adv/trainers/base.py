@@ -38,7 +38,7 @@ class TrainState(train_state.TrainState):
   def create(cls, *, params, batch_stats=None, extra=None, lookahead=None, **kwargs):
     extra = dict(extra or {})
     if lookahead is not None:
-      extra[lookahead.SLOW_KEY] = lookahead.slow_copy(params, batch_stats)
+      extra = lookahead.start(extra, params, batch_stats)
     return super().create(params=params, batch_stats=batch_stats, extra=extra,
                           lookahead=lookahead, **kwargs)
 
@@ -50,9 +50,9 @@ class TrainState(train_state.TrainState):
     """This state with other starting parameters (e.g. fine-tuning): a fresh optimizer state
     and, with Lookahead, a slow copy that starts from them."""
     batch_stats = self.batch_stats if batch_stats is None else batch_stats
-    extra = dict(self.extra)
+    extra = self.extra
     if self.lookahead is not None:
-      extra[self.lookahead.SLOW_KEY] = self.lookahead.slow_copy(params, batch_stats)
+      extra = self.lookahead.start(extra, params, batch_stats)
     return self.replace(params=params, batch_stats=batch_stats, opt_state=self.tx.init(params),
                         extra=extra)
 
