@@ -10,7 +10,8 @@ import optax
 from blur_adv import config_checks
 
 # Training optimizers by `config.optimizer` (the attacks' step rules are `attacks.STEP_RULES`).
-OPTIMIZERS = ("sgd", "adamw")
+# "sgd_muon": Muon on the conv kernels, Nesterov SGD on every other parameter (`create_optimizer`).
+OPTIMIZERS = ("sgd", "adamw", "sgd_muon")
 # Learning-rate shapes by `config.lr_schedule`; both peak after `config.warmup_epochs`.
 LR_SCHEDULES = ("cosine", "triangular")
 # The triangular schedule starts and ends at these fractions of the peak (the CIFAR-10 speedrun's
@@ -21,6 +22,8 @@ TRIANGULAR_START, TRIANGULAR_END = 0.2, 0.07
 def check_config(config):
   if config.optimizer not in OPTIMIZERS:
     raise config_checks.unknown_name("optimizer", "optimizer", config.optimizer, OPTIMIZERS)
+  config_checks.check_number("muon_learning_rate", config.muon_learning_rate, 0, low_open=True)
+  config_checks.check_number("muon_momentum", config.muon_momentum, 0, 1, high_open=True)
 
 
 def check_schedule(config):
@@ -35,18 +38,22 @@ def check_lookahead(config):
   config_checks.check_number("lookahead_decay", config.lookahead_decay, 0, 1, high_open=True)
 
 
-config_checks.register_fields("optimizer", validator=check_config)
+config_checks.register_fields("optimizer", "muon_learning_rate", "muon_momentum",
+                              validator=check_config)
 config_checks.register_fields("lr_schedule", "bias_lr_scale", validator=check_schedule)
 config_checks.register_fields("lookahead_every", "lookahead_decay", validator=check_lookahead)
 
 
-def learning_rate_schedule(config, total_steps: int, steps_per_epoch: int) -> optax.Schedule:
-  """The peak (scaled by batch size / 256) is reached after `warmup_epochs`.
+def learning_rate_schedule(config, total_steps: int, steps_per_epoch: int,
+                           peak: float | None = None) -> optax.Schedule:
+  """The peak (by default `learning_rate` scaled by batch size / 256) is reached after
+  `warmup_epochs`.
 
   "cosine" (default): linear warm-up from zero, then cosine decay to zero. "triangular": linear
   from `TRIANGULAR_START` of the peak up to the peak, then linear down to `TRIANGULAR_END` of it.
   """
-  peak = config.learning_rate * config.batch_size / 256
+  if peak is None:
+    peak = config.learning_rate * config.batch_size / 256
   warmup = min(int(config.warmup_epochs * steps_per_epoch), max(total_steps - 1, 0))
   if config.get("lr_schedule", "cosine") == "triangular":
     return optax.join_schedules([
@@ -64,13 +71,46 @@ def _is_kernel(params):
 
 
 def _base_optimizer(config, schedule) -> optax.GradientTransformation:
-  if config.optimizer == "sgd":
+  if config.optimizer in ("sgd", "sgd_muon"):
     # Weight decay on kernels only, not on biases or BatchNorm scales.
     return optax.chain(optax.add_decayed_weights(config.weight_decay, mask=_is_kernel),
                        optax.sgd(schedule, momentum=config.momentum, nesterov=True))
   if config.optimizer == "adamw":
     return optax.adamw(schedule, weight_decay=config.weight_decay, mask=_is_kernel)
-  raise ValueError(f"Unknown config.optimizer={config.optimizer!r}; known: sgd, adamw.")
+  raise ValueError(f"Unknown config.optimizer={config.optimizer!r}; known: {OPTIMIZERS}.")
+
+
+# Newton-Schulz sees a conv kernel (HWIO) as the matrix from its 3 x 3 x C_in inputs to its C_out
+# outputs.
+CONV_AS_MATRIX = optax.contrib.MuonDimensionNumbers(reduction_axis=(0, 1, 2), output_axis=3)
+
+
+def _is_conv_kernel(param) -> bool:
+  return param.ndim == 4
+
+
+def fixed_filter_norm(eps: float = 1e-12) -> optax.GradientTransformation:
+  """Rescales each conv kernel to Frobenius norm sqrt(C_out) (filters of norm 1 on average)
+  before its update is added, as the speedrun's Muon does: BatchNorm follows every conv, so the
+  scale is free, and fixing it keeps each fixed-size Muon step the same relative change."""
+  def update_fn(updates, state, params):
+    def rescaled(update, param):
+      target = jnp.sqrt(jnp.asarray(param.shape[-1], param.dtype))
+      return update + param * (target / (jnp.linalg.norm(param) + eps) - 1)
+    return jax.tree.map(rescaled, updates, params), state
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def muon_for_convs(config, schedule) -> optax.GradientTransformation:
+  """Muon (momentum orthogonalized by Newton-Schulz; Jordan 2024) on conv kernels of a fixed
+  norm, as in the CIFAR-10 speedrun's Muon version. Its step is the size of an orthogonal
+  matrix whatever the batch, so `muon_learning_rate` is not scaled by batch size."""
+  return optax.chain(
+      optax.contrib.scale_by_muon(
+          beta=config.muon_momentum, nesterov=True,
+          weight_dimension_numbers=lambda tree: jax.tree.map(lambda _: CONV_AS_MATRIX, tree)),
+      optax.scale_by_learning_rate(schedule),
+      fixed_filter_norm())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,13 +163,22 @@ def lookahead(config, total_steps: int) -> Lookahead | None:
 
 def create_optimizer(config, total_steps: int, steps_per_epoch: int) -> optax.GradientTransformation:
   """`config.optimizer` on the schedule; with `bias_lr_scale` != 1, one-axis parameters (biases,
-  BatchNorm offsets) step that many times faster, as in the CIFAR-10 speedrun. (Lookahead acts
-  on the train state: `lookahead`.)"""
+  BatchNorm offsets) step that many times faster, as in the CIFAR-10 speedrun. "sgd_muon" trains
+  the conv kernels with `muon_for_convs` on the same schedule shape, peaking at
+  `muon_learning_rate`. (Lookahead acts on the train state: `lookahead`.)"""
   schedule = learning_rate_schedule(config, total_steps, steps_per_epoch)
   tx = _base_optimizer(config, schedule)
   scale = config.get("bias_lr_scale", 1.0)
-  if scale == 1.0:
+  muon = config.optimizer == "sgd_muon"
+  if scale == 1.0 and not muon:
     return tx
-  label = lambda params: jax.tree.map(lambda kernel: "kernel" if kernel else "bias",
-                                      _is_kernel(params))
-  return optax.multi_transform({"kernel": tx, "bias": optax.chain(tx, optax.scale(scale))}, label)
+  transforms = {"kernel": tx, "bias": optax.chain(tx, optax.scale(scale))}
+  if muon:
+    transforms["conv"] = muon_for_convs(config, learning_rate_schedule(
+        config, total_steps, steps_per_epoch, peak=config.muon_learning_rate))
+
+  def label(param):
+    if muon and _is_conv_kernel(param):
+      return "conv"
+    return "kernel" if param.ndim > 1 else "bias"
+  return optax.multi_transform(transforms, lambda params: jax.tree.map(label, params))

@@ -142,6 +142,63 @@ def test_bias_lr_scale_speeds_up_one_axis_parameters_only():
   np.testing.assert_allclose(updates[8.0]["bias"], 8.0 * updates[1.0]["bias"])
 
 
+def _newton_schulz5(matrix, steps=5):
+  # The speedrun's quintic iteration towards the nearest semi-orthogonal matrix, in float64.
+  a, b, c = 3.4445, -4.7750, 2.0315
+  x = matrix / (np.linalg.norm(matrix) + 1e-8)
+  wide = x.shape[0] <= x.shape[1]
+  x = x if wide else x.T
+  for _ in range(steps):
+    gram = x @ x.T
+    x = a * x + (b * gram + c * gram @ gram) @ x
+  return x if wide else x.T
+
+
+def test_sgd_muon_matches_the_speedruns_muon_on_convs_and_keeps_sgd_elsewhere():
+  # Reference: Nesterov momentum, the (C_out, 3 * 3 * C_in) matrix orthogonalized, the kernel
+  # rescaled to norm sqrt(C_out), then stepped (the speedrun's Muon). The momentum is optax's
+  # bias-corrected average; the speedrun sums (buffer = m * buffer + g, then g + m * buffer),
+  # which has the same direction once m^t is negligible (the orthogonalization drops the scale)
+  # and weights the first few steps' gradients differently.
+  rng = np.random.default_rng(0)
+  params = {"conv": rng.normal(size=(3, 3, 4, 6)).astype(np.float32),
+            "head": rng.normal(size=(6, 3)).astype(np.float32),
+            "scale": np.ones(6, np.float32)}
+  grads = [jax.tree.map(lambda p: rng.normal(size=p.shape).astype(np.float32), params)
+           for _ in range(3)]
+  config = _schedule_config(optimizer="sgd_muon", muon_learning_rate=0.2, muon_momentum=0.6,
+                            lr_schedule="cosine", warmup_epochs=0.0, momentum=0.0)
+  optim.check_config(config)
+  tx = optim.create_optimizer(config, total_steps=1000, steps_per_epoch=10)
+  state, current = tx.init(params), jax.tree.map(jnp.asarray, params)
+  schedule = optim.learning_rate_schedule(config, 1000, 10)
+  kernel, average, m = params["conv"].astype(np.float64), 0.0, 0.6
+  head, scale = params["head"].astype(np.float64), params["scale"].astype(np.float64)
+  for step, g in enumerate(grads):
+    updates, state = tx.update(jax.tree.map(jnp.asarray, g), state, current)
+    current = optax.apply_updates(current, updates)
+    rate = float(schedule(step))  # Cosine from 0.4, no warm-up: both peaks at step 0.
+    average = m * average + (1 - m) * g["conv"]
+    t = step + 1
+    nesterov = m * average / (1 - m ** (t + 1)) + (1 - m) * g["conv"] / (1 - m ** t)
+    nesterov = nesterov.reshape(-1, 6).T
+    kernel = kernel * np.sqrt(6) / np.linalg.norm(kernel)
+    kernel = kernel - 0.2 * rate / 0.4 * _newton_schulz5(nesterov).T.reshape(kernel.shape)
+    head, scale = head - rate * g["head"], scale - rate * g["scale"]  # SGD, no momentum here.
+    np.testing.assert_allclose(current["conv"], kernel, atol=2e-5)
+    np.testing.assert_allclose(current["head"], head, rtol=1e-5)
+    np.testing.assert_allclose(current["scale"], scale, rtol=1e-5)
+  # Five quintic steps leave singular values near 1 (in [0.68, 1.13]): a step of fixed size.
+  singular = np.linalg.svd(_newton_schulz5(rng.normal(size=(6, 36))), compute_uv=False)
+  assert singular.min() > 0.6 and singular.max() < 1.2
+  for field, value in (("muon_learning_rate", 0.0), ("muon_momentum", 1.0)):
+    with pytest.raises(config_checks.ConfigError, match=f"config.{field}={value}"):
+      optim.check_config(_schedule_config(optimizer="sgd_muon", **{
+          "muon_learning_rate": 0.2, "muon_momentum": 0.6, field: value}))
+  with pytest.raises(config_checks.ConfigError, match="config.optimizer='muon'"):
+    optim.check_config(_schedule_config(optimizer="muon"))
+
+
 def test_lookahead_pulls_weights_and_moments_to_their_ramped_average_and_ends_on_it():
   # Constant-rate SGD on the loss |w|^2 / 2 (gradient w), Lookahead every 2 of 5 steps; the
   # "BatchNorm moment" m is set by each step, as a training pass would.
