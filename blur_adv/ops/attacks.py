@@ -530,7 +530,9 @@ def _family_programs(families, one_program):
 def _family_runs(logits_fn, count, key, families, size, restarts, one_program, host_loop,
                  step_size, kwargs):
   """Per family (in order): its random starts `(count, restarts, width)` for the whole set (key
-  `fold_in(key, index)`) and `run(images, labels, budgets, starts)`, its attack on any subset."""
+  `fold_in(key, index)`), `run(images, labels, budgets, starts)`, its attack on any subset, and
+  `flips(images, labels, budgets, starts, chunk)`, one restart's success flags by
+  `_flips_on_host` (None without `host_loop`)."""
   logits_fn = as_pytree(logits_fn)  # Once: every chunk then hits the same compiled step.
   driver = _attack_on_host if host_loop else _attack
   for index, (family, (traced, family_index)) in enumerate(
@@ -539,7 +541,10 @@ def _family_runs(logits_fn, count, key, families, size, restarts, one_program, h
                            _raw_width(traced, size))
     run = lambda x, y, b, s, fi=family_index, t=traced: driver(
         logits_fn, x, y, b, s, fi, step_size, families=t, size=size, **kwargs)
-    yield family, np.asarray(starts), run
+    flips = None if not host_loop else (
+        lambda x, y, b, s, chunk, fi=family_index, t=traced: _flips_on_host(
+            logits_fn, x, y, b, s, fi, step_size, chunk=chunk, families=t, size=size, **kwargs))
+    yield family, np.asarray(starts), run, flips
 
 
 def attack_families(logits_fn, images, labels, budget, key, *, families=families_lib.FAMILIES,
@@ -559,7 +564,7 @@ def attack_families(logits_fn, images, labels, budget, key, *, families=families
                                                          attack_kwargs)
   budget = np.asarray(budget_lib.check_budget(budget, images.shape[0]))
   return {family: AttackResult(*_in_chunks(run, (images, labels, budget, starts), batch_size))
-          for family, starts, run in _family_runs(
+          for family, starts, run, _ in _family_runs(
               logits_fn, len(labels), key, families, size, restarts, one_program, host_loop,
               step_size, kwargs)}
 
@@ -593,33 +598,73 @@ def minimal_flip_families(logits_fn, images, labels, key, *, families=families_l
 # ----------------------------------------------------------------------------- summaries
 
 
-def _success_on(run, rows, arrays, chunk, buckets=8):
-  """`run(*arrays)`'s success flags for `rows` only, `chunk` rows at a time. A short chunk is
-  padded (repeating its last row) to a multiple of `chunk / buckets`, so subsets of any size
-  hit at most `buckets` compiled shapes."""
+def _padded_rows(count, chunk, buckets):
+  """Indices `0..count-1`, the last repeated up to a multiple of `chunk / buckets` (<= `chunk`):
+  subsets of any size then hit at most `buckets` compiled shapes."""
   quantum = -(-chunk // buckets)
+  shape = min(chunk, -(-count // quantum) * quantum)
+  return np.concatenate([np.arange(count), np.full(shape - count, count - 1)])
+
+
+def _carry_rows(carry, rows):
+  """The entries `rows` of every per-example array of an ascent carry (numpy); per-batch
+  scalars (Adam's step count) stay."""
+  count = carry[0].shape[0]
+  return jax.tree.map(lambda a: a[rows] if np.ndim(a) and a.shape[0] == count else a, carry)
+
+
+def _flips_on_host(logits_fn, images, labels, budget, starts, family_index, step_size, *, chunk,
+                   steps, buckets=8, **statics):
+  """Per example, whether the search from `starts` `(N, width)` (one restart) flips it: the
+  `success` of `_attack_on_host`, for less. An example leaves the batch as soon as it is flipped
+  (a success is kept once found, so its remaining steps cannot change its flag), and the batch
+  shrinks through at most `buckets` padded shapes per `chunk`."""
+  flipped = np.zeros(len(labels), bool)
+  transform = _transform(statics["optimizer"], step_size)
+  for first in range(0, len(labels), chunk):
+    rows = np.arange(first, min(first + chunk, len(labels)))
+    raw = np.asarray(starts[rows])
+    carry = jax.tree.map(np.asarray, (raw, transform.init(jnp.asarray(raw)),
+                                      _initial_best(images[rows], statics["size"])))
+    for _ in range(steps + 1):
+      padded = _padded_rows(rows.size, chunk, buckets)
+      index = rows[padded]
+      carry = _ascend_jit(as_pytree(logits_fn), images[index], labels[index], budget[index],
+                          family_index, step_size, _carry_rows(carry, padded), **statics)
+      carry = _carry_rows(jax.tree.map(np.asarray, carry), np.arange(rows.size))
+      success = carry[2][1]
+      flipped[rows[success]] = True
+      rows, carry = rows[~success], _carry_rows(carry, ~success)
+      if not rows.size:
+        break
+  return flipped
+
+
+def _success_on(run, rows, arrays, chunk, buckets=8):
+  """`run(*arrays)`'s success flags for `rows` only, `chunk` rows at a time, padded as in
+  `_padded_rows`."""
   out = []
   for start in range(0, rows.size, chunk):
     piece = rows[start:start + chunk]
-    shape = min(chunk, -(-piece.size // quantum) * quantum)
-    padded = np.concatenate([piece, np.repeat(piece[-1:], shape - piece.size)])
+    padded = piece[_padded_rows(piece.size, chunk, buckets)]
     out.append(np.asarray(run(*(a[padded] for a in arrays)).success)[:piece.size])
   return np.concatenate(out)
 
 
 def worst_case_correct(logits_fn, images, labels, budget, key, *, families=families_lib.FAMILIES,
-                       batch_size=None, one_program=True, host_loop=True, size=7, restarts=1,
-                       **attack_kwargs):
+                       batch_size=None, one_program=True, host_loop=True, drop_flipped=True,
+                       size=7, restarts=1, **attack_kwargs):
   """Per example, whether it survives each family's worst admissible blur: `{key: (N,) bool}`.
 
   An example is correct under a family when it is classified correctly clean and the family's
   attack does not flip it. Keys: "clean", every family, and "all" (no family flipped it).
   `attack_kwargs` go to `attack` (untargeted); `batch_size`, `one_program` and `host_loop` as in
-  `attack_families`.
+  `attack_families`; `drop_flipped` (with `host_loop`) as below.
 
   The same answers as `attack_families`' success flags, for less: an example misclassified clean
-  is never attacked, and restart r of a family runs only on the examples its earlier restarts
-  did not flip (a success is kept once found, so later restarts cannot change it).
+  is never attacked, restart r of a family runs only on the examples its earlier restarts did
+  not flip, and with `drop_flipped` an example leaves the batch at the step that flips it (a
+  success is kept once found, so later steps and restarts cannot change it).
   """
   if attack_kwargs.get("targeted"):
     raise ValueError("worst_case_accuracy is untargeted; targeted must be False")
@@ -630,14 +675,19 @@ def worst_case_correct(logits_fn, images, labels, budget, key, *, families=famil
   clean = _in_chunks(predict, (images,), batch_size) == labels
   correct = {"clean": clean}
   chunk = min(batch_size or len(labels), len(labels))
-  for family, starts, run in _family_runs(logits_fn, len(labels), key, families, size, restarts,
-                                          one_program, host_loop, step_size, kwargs):
+  for family, starts, run, flips in _family_runs(logits_fn, len(labels), key, families, size,
+                                                restarts, one_program, host_loop, step_size,
+                                                kwargs):
     flipped = ~clean
     for r in range(restarts):
       left = np.nonzero(~flipped)[0]
       if not left.size:
         break
-      flipped[left] |= _success_on(run, left, (images, labels, budget, starts[:, r:r + 1]), chunk)
+      if drop_flipped and flips is not None:
+        flipped[left] |= flips(images[left], labels[left], budget[left], starts[left, r], chunk)
+      else:
+        flipped[left] |= _success_on(run, left, (images, labels, budget, starts[:, r:r + 1]),
+                                     chunk)
     correct[family] = ~flipped
   correct["all"] = functools.reduce(np.logical_and, list(correct.values()))
   return correct
