@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 INSTALL_REQUIRES = [
     "jax>=0.10,<0.11",
     "flax>=0.12,<0.13",
-    "optax>=0.2.5,<0.3",
+    "optax>=0.2.7,<0.3",
     "orbax-checkpoint>=0.12,<0.13",
     "ml-collections>=1.0,<2",
     "absl-py>=2.1,<3",

@@ -49,7 +49,8 @@ flags.DEFINE_string("workdir", None, "Directory holding a checkpoint of the conf
 flags.DEFINE_integer("num_examples", 250, "Eval images attacked by each path.")
 flags.DEFINE_list("evaluators", ["worst_case", "minimal_flip"], "Which evaluators to time.")
 flags.DEFINE_bool("breakdown", False, "Also time the intermediate paths.")
-flags.DEFINE_list("paths", None, "Paths to run (default: all); ratios against the first.")
+flags.DEFINE_list("paths", None, "Paths to run, any of those above (default: before, all "
+                  "steps, after, and with --breakdown those between); ratios against the first.")
 config_flags.DEFINE_config_file("config", "configs/cifar10_cpu.py", "Experiment config file.",
                                 lock_config=False)
 
@@ -110,7 +111,7 @@ def main(argv):
         "images, compilation included")
   for name in FLAGS.evaluators:
     results, seconds = {}, {}
-    chosen = paths(config.eval_batch_size, FLAGS.breakdown, name)
+    chosen = paths(config.eval_batch_size, FLAGS.breakdown or bool(FLAGS.paths), name)
     if FLAGS.paths:  # Those that apply to this evaluator.
       chosen = {path: chosen[path] for path in FLAGS.paths if path in chosen}
       if not chosen:

@@ -155,48 +155,70 @@ def _newton_schulz5(matrix, steps=5):
 
 
 def test_sgd_muon_matches_the_speedruns_muon_on_convs_and_keeps_sgd_elsewhere():
-  # Reference: Nesterov momentum, the (C_out, 3 * 3 * C_in) matrix orthogonalized, the kernel
-  # rescaled to norm sqrt(C_out), then stepped (the speedrun's Muon). The momentum is optax's
-  # bias-corrected average; the speedrun sums (buffer = m * buffer + g, then g + m * buffer),
-  # which has the same direction once m^t is negligible (the orthogonalization drops the scale)
-  # and weights the first few steps' gradients differently.
+  # Reference: Nesterov momentum, the (C_out, k * k * C_in) matrix orthogonalized, the kernel
+  # rescaled to norm sqrt(C_out), then stepped, no weight decay (the speedrun's Muon). The
+  # momentum is optax's bias-corrected average; the speedrun sums (buffer = m * buffer + g, then
+  # g + m * buffer), which has the same direction once m^t is negligible (the orthogonalization
+  # drops the scale) and weights the first few steps' gradients differently. The 1x1 kernel has
+  # more outputs than inputs, where some optax versions scale Muon's step by the shape.
   rng = np.random.default_rng(0)
-  params = {"conv": rng.normal(size=(3, 3, 4, 6)).astype(np.float32),
-            "head": rng.normal(size=(6, 3)).astype(np.float32),
-            "scale": np.ones(6, np.float32)}
+  params = {"conv": rng.normal(size=(3, 3, 4, 6)), "project": rng.normal(size=(1, 1, 2, 6)),
+            "head": rng.normal(size=(6, 3)), "scale": np.ones(6)}
+  params = jax.tree.map(lambda p: p.astype(np.float32), params)
   grads = [jax.tree.map(lambda p: rng.normal(size=p.shape).astype(np.float32), params)
            for _ in range(3)]
-  config = _schedule_config(optimizer="sgd_muon", muon_learning_rate=0.2, muon_momentum=0.6,
-                            lr_schedule="cosine", warmup_epochs=0.0, momentum=0.0)
+  settings = dict(muon_learning_rate=0.2, muon_momentum=0.6, lr_schedule="cosine",
+                  warmup_epochs=0.0, momentum=0.85, weight_decay=5e-3, bias_lr_scale=8.0,
+                  model="whitened_convnet")
+  config = _schedule_config(optimizer="sgd_muon", **settings)
   optim.check_config(config)
   tx = optim.create_optimizer(config, total_steps=1000, steps_per_epoch=10)
-  state, current = tx.init(params), jax.tree.map(jnp.asarray, params)
+  # Every other parameter: the updates of optimizer='sgd' (weight decay, momentum, bias rate).
+  others = {k: params[k] for k in ("head", "scale")}
+  sgd = optim.create_optimizer(_schedule_config(optimizer="sgd", **settings), 1000, 10)
+  state, sgd_state = tx.init(params), sgd.init(others)
   schedule = optim.learning_rate_schedule(config, 1000, 10)
-  kernel, average, m = params["conv"].astype(np.float64), 0.0, 0.6
-  head, scale = params["head"].astype(np.float64), params["scale"].astype(np.float64)
+  kernels = {k: params[k].astype(np.float64) for k in ("conv", "project")}
+  averages, m = {"conv": 0.0, "project": 0.0}, 0.6
   for step, g in enumerate(grads):
-    updates, state = tx.update(jax.tree.map(jnp.asarray, g), state, current)
-    current = optax.apply_updates(current, updates)
-    rate = float(schedule(step))  # Cosine from 0.4, no warm-up: both peaks at step 0.
-    average = m * average + (1 - m) * g["conv"]
-    t = step + 1
-    nesterov = m * average / (1 - m ** (t + 1)) + (1 - m) * g["conv"] / (1 - m ** t)
-    nesterov = nesterov.reshape(-1, 6).T
-    kernel = kernel * np.sqrt(6) / np.linalg.norm(kernel)
-    kernel = kernel - 0.2 * rate / 0.4 * _newton_schulz5(nesterov).T.reshape(kernel.shape)
-    head, scale = head - rate * g["head"], scale - rate * g["scale"]  # SGD, no momentum here.
-    np.testing.assert_allclose(current["conv"], kernel, atol=2e-5)
-    np.testing.assert_allclose(current["head"], head, rtol=1e-5)
-    np.testing.assert_allclose(current["scale"], scale, rtol=1e-5)
+    updates, state = tx.update(g, state, params)
+    sgd_updates, sgd_state = sgd.update({k: g[k] for k in others}, sgd_state, others)
+    params = optax.apply_updates(params, updates)
+    others = optax.apply_updates(others, sgd_updates)
+    for k in others:
+      np.testing.assert_allclose(params[k], others[k], rtol=1e-6)
+    t, rate = step + 1, float(schedule(step)) / 0.4 * 0.2  # Muon's peak 0.2 at step 0.
+    for k, kernel in kernels.items():
+      averages[k] = m * averages[k] + (1 - m) * g[k]
+      nesterov = m * averages[k] / (1 - m ** (t + 1)) + (1 - m) * g[k] / (1 - m ** t)
+      outputs = kernel.shape[-1]
+      kernel = kernel * np.sqrt(outputs) / np.linalg.norm(kernel)
+      step_matrix = _newton_schulz5(nesterov.reshape(-1, outputs).T).T
+      kernels[k] = kernel - rate * step_matrix.reshape(kernel.shape)
+      np.testing.assert_allclose(params[k], kernels[k], atol=2e-5, err_msg=k)
   # Five quintic steps leave singular values near 1 (in [0.68, 1.13]): a step of fixed size.
   singular = np.linalg.svd(_newton_schulz5(rng.normal(size=(6, 36))), compute_uv=False)
   assert singular.min() > 0.6 and singular.max() < 1.2
+
+
+def test_sgd_muon_settings_are_validated():
+  muon = dict(optimizer="sgd_muon", muon_learning_rate=0.2, muon_momentum=0.6,
+              model="whitened_convnet")
   for field, value in (("muon_learning_rate", 0.0), ("muon_momentum", 1.0)):
     with pytest.raises(config_checks.ConfigError, match=f"config.{field}={value}"):
-      optim.check_config(_schedule_config(optimizer="sgd_muon", **{
-          "muon_learning_rate": 0.2, "muon_momentum": 0.6, field: value}))
+      optim.check_config(_schedule_config(**{**muon, field: value}))
   with pytest.raises(config_checks.ConfigError, match="config.optimizer='muon'"):
     optim.check_config(_schedule_config(optimizer="muon"))
+  # Fixing filter norms changes a network whose convs are not all followed by BatchNorm.
+  with pytest.raises(config_checks.ConfigError, match="config.optimizer='sgd_muon'.*resnet20"):
+    optim.check_config(_schedule_config(**{**muon, "model": "resnet20"}))
+  unet = ml_collections.ConfigDict({"front_end": "unet", "unet_trainable": True})
+  with pytest.raises(config_checks.ConfigError, match="config.optimizer='sgd_muon'.*U-Net"):
+    optim.check_config(_schedule_config(**muon, defense=unet))
+  with pytest.raises(config_checks.ConfigError, match="needs config.muon_momentum"):
+    optim.check_config(_schedule_config(optimizer="sgd_muon", muon_learning_rate=0.2,
+                                        model="whitened_convnet"))
+  optim.check_config(_schedule_config(**muon))
 
 
 def test_lookahead_pulls_weights_and_moments_to_their_ramped_average_and_ends_on_it():

@@ -234,7 +234,9 @@ def _ascend(logits_fn, images, labels, budget, family_index, step_size, carry, *
 def _initial_best(images, size):
   batch = images.shape[0]
   identity = jnp.broadcast_to(kernels_lib.identity(size), (batch, size, size))
-  return (jnp.full((batch,), -jnp.inf), jnp.zeros((batch,), bool), identity, images)
+  # float32 explicitly: a weak-typed start would compile every host-driven step twice.
+  return (jnp.full((batch,), -jnp.inf, jnp.float32), jnp.zeros((batch,), bool), identity,
+          images)
 
 
 def _result(images, best, ssim_fn):
@@ -607,35 +609,42 @@ def _padded_rows(count, chunk, buckets):
 
 
 def _carry_rows(carry, rows):
-  """The entries `rows` of every per-example array of an ascent carry (numpy); per-batch
-  scalars (Adam's step count) stay."""
+  """The entries `rows` of every per-example array of an ascent carry: those whose leading axis
+  is the batch (raw, the step rule's moments, the best iterate); per-batch scalars (Adam's step
+  count) stay. A step rule with a batch-sized leaf of another meaning would break this."""
   count = carry[0].shape[0]
-  return jax.tree.map(lambda a: a[rows] if np.ndim(a) and a.shape[0] == count else a, carry)
+  return jax.tree.map(lambda a: a[rows] if jnp.ndim(a) and a.shape[0] == count else a, carry)
 
 
 def _flips_on_host(logits_fn, images, labels, budget, starts, family_index, step_size, *, chunk,
                    steps, buckets=8, **statics):
   """Per example, whether the search from `starts` `(N, width)` (one restart) flips it: the
-  `success` of `_attack_on_host`, for less. An example leaves the batch as soon as it is flipped
-  (a success is kept once found, so its remaining steps cannot change its flag), and the batch
-  shrinks through at most `buckets` padded shapes per `chunk`."""
+  `success` of `_attack_on_host` (up to float rounding, as any change of batch), for less. An
+  example stops counting as soon as it is flipped (a success is kept once found, so its
+  remaining steps cannot change its flag), and the batch is cut down to the examples still
+  standing whenever they fit a smaller padded shape (at most `buckets` per `chunk`). The carry
+  stays on the device; only the flags leave it."""
   flipped = np.zeros(len(labels), bool)
   transform = _transform(statics["optimizer"], step_size)
   for first in range(0, len(labels), chunk):
     rows = np.arange(first, min(first + chunk, len(labels)))
-    raw = np.asarray(starts[rows])
-    carry = jax.tree.map(np.asarray, (raw, transform.init(jnp.asarray(raw)),
-                                      _initial_best(images[rows], statics["size"])))
+    inputs = [jnp.asarray(a[rows]) for a in (images, labels, budget)]
+    raw = jnp.asarray(starts[rows])
+    carry = (raw, transform.init(raw), _initial_best(inputs[0], statics["size"]))
+    origin = np.arange(rows.size)  # The chunk row at each batch position.
+    left = np.arange(rows.size)  # Batch positions still standing.
     for _ in range(steps + 1):
-      padded = _padded_rows(rows.size, chunk, buckets)
-      index = rows[padded]
-      carry = _ascend_jit(as_pytree(logits_fn), images[index], labels[index], budget[index],
-                          family_index, step_size, _carry_rows(carry, padded), **statics)
-      carry = _carry_rows(jax.tree.map(np.asarray, carry), np.arange(rows.size))
-      success = carry[2][1]
-      flipped[rows[success]] = True
-      rows, carry = rows[~success], _carry_rows(carry, ~success)
-      if not rows.size:
+      kept = left[_padded_rows(left.size, chunk, buckets)]
+      if kept.size != origin.size:  # A smaller shape fits (or the first chunk's padding).
+        index = jnp.asarray(kept)
+        carry, inputs = _carry_rows(carry, index), [a[index] for a in inputs]
+        origin, left = origin[kept], np.arange(left.size)
+      carry = _ascend_jit(as_pytree(logits_fn), *inputs, family_index, step_size, carry,
+                          **statics)
+      success = np.asarray(carry[2][1])[left]
+      flipped[rows[origin[left[success]]]] = True
+      left = left[~success]
+      if not left.size:
         break
   return flipped
 
@@ -659,9 +668,9 @@ def worst_case_correct(logits_fn, images, labels, budget, key, *, families=famil
   An example is correct under a family when it is classified correctly clean and the family's
   attack does not flip it. Keys: "clean", every family, and "all" (no family flipped it).
   `attack_kwargs` go to `attack` (untargeted); `batch_size`, `one_program` and `host_loop` as in
-  `attack_families`; `drop_flipped` (with `host_loop`) as below.
+  `attack_families`; `drop_flipped` as below (only with `host_loop`; ignored otherwise).
 
-  The same answers as `attack_families`' success flags, for less: an example misclassified clean
+  The same answers as `attack_families`' success flags (up to float rounding), for less: an example misclassified clean
   is never attacked, restart r of a family runs only on the examples its earlier restarts did
   not flip, and with `drop_flipped` an example leaves the batch at the step that flips it (a
   success is kept once found, so later steps and restarts cannot change it).
