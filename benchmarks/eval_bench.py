@@ -18,11 +18,6 @@ a one-off process, so its compiles are part of its cost):
              the blend from local moments filtered once per step (`measures.ssim_along_blend`);
              chunks of `config.eval_batch_size`: what the evaluators do now.
   --breakdown adds the steps in between (host loop; + moments; + chunks).
-  all steps  (worst_case only) "after" without dropping each example at the step that flips it:
-             every example still standing runs all steps of a restart.
-  --paths keeps some of them (ratios are then against the first one kept), e.g. `--paths="all
-  steps,after"` for the early exit alone, which the slow "before" path would dwarf at the
-  robustness table's 20 x 4 attack.
 
 Paths run one after the other in this process, so their ratio holds on a loaded machine too;
 the printed differences check that they compute the same numbers.
@@ -49,21 +44,18 @@ flags.DEFINE_string("workdir", None, "Directory holding a checkpoint of the conf
 flags.DEFINE_integer("num_examples", 250, "Eval images attacked by each path.")
 flags.DEFINE_list("evaluators", ["worst_case", "minimal_flip"], "Which evaluators to time.")
 flags.DEFINE_bool("breakdown", False, "Also time the intermediate paths.")
-flags.DEFINE_list("paths", None, "Paths to run, any of those above (default: before, all "
-                  "steps, after, and with --breakdown those between); ratios against the first.")
 config_flags.DEFINE_config_file("config", "configs/cifar10_cpu.py", "Experiment config file.",
                                 lock_config=False)
 
 
-def paths(batch_size, breakdown, evaluator):
+def paths(batch_size, breakdown):
   """name -> the evaluators' `speed` options of that path."""
   before = dict(batch_size=None, one_program=False, host_loop=False, ssim_fn=budget.direct_ssim)
   middle = {"host loop": dict(batch_size=None, one_program=False, ssim_fn=budget.direct_ssim),
             "+moments": dict(batch_size=None, one_program=False),
             "+chunks": dict(batch_size=batch_size, one_program=False)}
   after = dict(batch_size=batch_size, one_program=True, host_loop=True)
-  all_steps = {"all steps": dict(after, drop_flipped=False)} if evaluator == "worst_case" else {}
-  return {"before": before, **(middle if breakdown else {}), **all_steps, "after": after}
+  return {"before": before, **(middle if breakdown else {}), "after": after}
 
 
 def run_evaluator(name, predict, images, labels, rob, seed, speed):
@@ -89,10 +81,6 @@ def difference(a, b):
 
 def main(argv):
   del argv
-  known = set(paths(None, True, "worst_case"))
-  if set(FLAGS.paths or ()) - known:
-    sys.exit(f"--paths={','.join(FLAGS.paths)}: unknown {sorted(set(FLAGS.paths) - known)}; "
-             f"known: {sorted(known)}.")
   config = FLAGS.config
   exp = experiment.setup_eval(config, FLAGS.workdir)
   restored = exp.checkpointer.restore_latest(exp.init_state, exp.train_rng)
@@ -111,22 +99,16 @@ def main(argv):
         "images, compilation included")
   for name in FLAGS.evaluators:
     results, seconds = {}, {}
-    chosen = paths(config.eval_batch_size, FLAGS.breakdown or bool(FLAGS.paths), name)
-    if FLAGS.paths:  # Those that apply to this evaluator.
-      chosen = {path: chosen[path] for path in FLAGS.paths if path in chosen}
-      if not chosen:
-        continue
-    first = next(iter(chosen))
-    for path, speed in chosen.items():
+    for path, speed in paths(config.eval_batch_size, FLAGS.breakdown).items():
       jax.clear_caches()
       start = time.perf_counter()
       results[path] = run_evaluator(name, inputs.predict, images, labels, rob, config.seed, speed)
       seconds[path] = time.perf_counter() - start
       print(f"{name:>12} {path:>15}: {seconds[path] * per_1000:8.1f} s / 1,000 images "
-            f"({first} / this = {seconds[first] / seconds[path]:.2f}x; max difference from "
-            f"{first} {difference(results[first], results[path]):.2g})", flush=True)
+            f"(before / this = {seconds['before'] / seconds[path]:.2f}x; max difference from "
+            f"before {difference(results['before'], results[path]):.2g})", flush=True)
     if name == "worst_case":
-      print(f"{name:>12} accuracies, {path}: {results[path]}")
+      print(f"{name:>12} accuracies after: {results['after']}")
 
 
 if __name__ == "__main__":

@@ -532,9 +532,7 @@ def _family_programs(families, one_program):
 def _family_runs(logits_fn, count, key, families, size, restarts, one_program, host_loop,
                  step_size, kwargs):
   """Per family (in order): its random starts `(count, restarts, width)` for the whole set (key
-  `fold_in(key, index)`), `run(images, labels, budgets, starts)`, its attack on any subset, and
-  `flips(images, labels, budgets, starts, chunk)`, one restart's success flags by
-  `_flips_on_host` (None without `host_loop`)."""
+  `fold_in(key, index)`) and `run(images, labels, budgets, starts)`, its attack on any subset."""
   logits_fn = as_pytree(logits_fn)  # Once: every chunk then hits the same compiled step.
   driver = _attack_on_host if host_loop else _attack
   for index, (family, (traced, family_index)) in enumerate(
@@ -543,10 +541,7 @@ def _family_runs(logits_fn, count, key, families, size, restarts, one_program, h
                            _raw_width(traced, size))
     run = lambda x, y, b, s, fi=family_index, t=traced: driver(
         logits_fn, x, y, b, s, fi, step_size, families=t, size=size, **kwargs)
-    flips = None if not host_loop else (
-        lambda x, y, b, s, chunk, fi=family_index, t=traced: _flips_on_host(
-            logits_fn, x, y, b, s, fi, step_size, chunk=chunk, families=t, size=size, **kwargs))
-    yield family, np.asarray(starts), run, flips
+    yield family, np.asarray(starts), run
 
 
 def attack_families(logits_fn, images, labels, budget, key, *, families=families_lib.FAMILIES,
@@ -566,7 +561,7 @@ def attack_families(logits_fn, images, labels, budget, key, *, families=families
                                                          attack_kwargs)
   budget = np.asarray(budget_lib.check_budget(budget, images.shape[0]))
   return {family: AttackResult(*_in_chunks(run, (images, labels, budget, starts), batch_size))
-          for family, starts, run, _ in _family_runs(
+          for family, starts, run in _family_runs(
               logits_fn, len(labels), key, families, size, restarts, one_program, host_loop,
               step_size, kwargs)}
 
@@ -600,80 +595,33 @@ def minimal_flip_families(logits_fn, images, labels, key, *, families=families_l
 # ----------------------------------------------------------------------------- summaries
 
 
-def _padded_rows(count, chunk, buckets):
-  """Indices `0..count-1`, the last repeated up to a multiple of `chunk / buckets` (<= `chunk`):
-  subsets of any size then hit at most `buckets` compiled shapes."""
-  quantum = -(-chunk // buckets)
-  shape = min(chunk, -(-count // quantum) * quantum)
-  return np.concatenate([np.arange(count), np.full(shape - count, count - 1)])
-
-
-def _carry_rows(carry, rows):
-  """The entries `rows` of every per-example array of an ascent carry: those whose leading axis
-  is the batch (raw, the step rule's moments, the best iterate); per-batch scalars (Adam's step
-  count) stay. A step rule with a batch-sized leaf of another meaning would break this."""
-  count = carry[0].shape[0]
-  return jax.tree.map(lambda a: a[rows] if jnp.ndim(a) and a.shape[0] == count else a, carry)
-
-
-def _flips_on_host(logits_fn, images, labels, budget, starts, family_index, step_size, *, chunk,
-                   steps, buckets=8, **statics):
-  """Per example, whether the search from `starts` `(N, width)` (one restart) flips it: the
-  `success` of `_attack_on_host` (up to float rounding, as any change of batch), for less. An
-  example stops counting as soon as it is flipped (a success is kept once found, so its
-  remaining steps cannot change its flag), and the batch is cut down to the examples still
-  standing whenever they fit a smaller padded shape (at most `buckets` per `chunk`). The carry
-  stays on the device; only the flags leave it."""
-  flipped = np.zeros(len(labels), bool)
-  transform = _transform(statics["optimizer"], step_size)
-  for first in range(0, len(labels), chunk):
-    rows = np.arange(first, min(first + chunk, len(labels)))
-    inputs = [jnp.asarray(a[rows]) for a in (images, labels, budget)]
-    raw = jnp.asarray(starts[rows])
-    carry = (raw, transform.init(raw), _initial_best(inputs[0], statics["size"]))
-    origin = np.arange(rows.size)  # The chunk row at each batch position.
-    left = np.arange(rows.size)  # Batch positions still standing.
-    for _ in range(steps + 1):
-      kept = left[_padded_rows(left.size, chunk, buckets)]
-      if kept.size != origin.size:  # A smaller shape fits (or the first chunk's padding).
-        index = jnp.asarray(kept)
-        carry, inputs = _carry_rows(carry, index), [a[index] for a in inputs]
-        origin, left = origin[kept], np.arange(left.size)
-      carry = _ascend_jit(as_pytree(logits_fn), *inputs, family_index, step_size, carry,
-                          **statics)
-      success = np.asarray(carry[2][1])[left]
-      flipped[rows[origin[left[success]]]] = True
-      left = left[~success]
-      if not left.size:
-        break
-  return flipped
-
-
 def _success_on(run, rows, arrays, chunk, buckets=8):
-  """`run(*arrays)`'s success flags for `rows` only, `chunk` rows at a time, padded as in
-  `_padded_rows`."""
+  """`run(*arrays)`'s success flags for `rows` only, `chunk` rows at a time. A short chunk is
+  padded (repeating its last row) to a multiple of `chunk / buckets`, so subsets of any size
+  hit at most `buckets` compiled shapes."""
+  quantum = -(-chunk // buckets)
   out = []
   for start in range(0, rows.size, chunk):
     piece = rows[start:start + chunk]
-    padded = piece[_padded_rows(piece.size, chunk, buckets)]
+    shape = min(chunk, -(-piece.size // quantum) * quantum)
+    padded = np.concatenate([piece, np.repeat(piece[-1:], shape - piece.size)])
     out.append(np.asarray(run(*(a[padded] for a in arrays)).success)[:piece.size])
   return np.concatenate(out)
 
 
 def worst_case_correct(logits_fn, images, labels, budget, key, *, families=families_lib.FAMILIES,
-                       batch_size=None, one_program=True, host_loop=True, drop_flipped=True,
-                       size=7, restarts=1, **attack_kwargs):
+                       batch_size=None, one_program=True, host_loop=True, size=7, restarts=1,
+                       **attack_kwargs):
   """Per example, whether it survives each family's worst admissible blur: `{key: (N,) bool}`.
 
   An example is correct under a family when it is classified correctly clean and the family's
   attack does not flip it. Keys: "clean", every family, and "all" (no family flipped it).
   `attack_kwargs` go to `attack` (untargeted); `batch_size`, `one_program` and `host_loop` as in
-  `attack_families`; `drop_flipped` as below (only with `host_loop`; ignored otherwise).
+  `attack_families`.
 
-  The same answers as `attack_families`' success flags (up to float rounding), for less: an example misclassified clean
-  is never attacked, restart r of a family runs only on the examples its earlier restarts did
-  not flip, and with `drop_flipped` an example leaves the batch at the step that flips it (a
-  success is kept once found, so later steps and restarts cannot change it).
+  The same answers as `attack_families`' success flags, for less: an example misclassified clean
+  is never attacked, and restart r of a family runs only on the examples its earlier restarts
+  did not flip (a success is kept once found, so later restarts cannot change it).
   """
   if attack_kwargs.get("targeted"):
     raise ValueError("worst_case_accuracy is untargeted; targeted must be False")
@@ -684,19 +632,14 @@ def worst_case_correct(logits_fn, images, labels, budget, key, *, families=famil
   clean = _in_chunks(predict, (images,), batch_size) == labels
   correct = {"clean": clean}
   chunk = min(batch_size or len(labels), len(labels))
-  for family, starts, run, flips in _family_runs(logits_fn, len(labels), key, families, size,
-                                                restarts, one_program, host_loop, step_size,
-                                                kwargs):
+  for family, starts, run in _family_runs(logits_fn, len(labels), key, families, size, restarts,
+                                          one_program, host_loop, step_size, kwargs):
     flipped = ~clean
     for r in range(restarts):
       left = np.nonzero(~flipped)[0]
       if not left.size:
         break
-      if drop_flipped and flips is not None:
-        flipped[left] |= flips(images[left], labels[left], budget[left], starts[left, r], chunk)
-      else:
-        flipped[left] |= _success_on(run, left, (images, labels, budget, starts[:, r:r + 1]),
-                                     chunk)
+      flipped[left] |= _success_on(run, left, (images, labels, budget, starts[:, r:r + 1]), chunk)
     correct[family] = ~flipped
   correct["all"] = functools.reduce(np.logical_and, list(correct.values()))
   return correct
