@@ -32,7 +32,8 @@ def check_config(config):
     return
   for name in ("muon_learning_rate", "muon_momentum"):
     if name not in config:
-      config_checks.fail("optimizer", config.optimizer, f"needs config.{name} (configs/default.py).")
+      config_checks.fail("optimizer", config.optimizer,
+                         f"needs config.{name} (configs/default.py).")
   config_checks.check_number("muon_learning_rate", config.muon_learning_rate, 0, low_open=True)
   config_checks.check_number("muon_momentum", config.muon_momentum, 0, 1, high_open=True)
   if config.get("model") not in MUON_MODELS:
